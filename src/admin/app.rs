@@ -1,0 +1,128 @@
+//! The admin HTTP app, served by Pingora on `admin_listen`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use http::{header, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::json;
+
+use super::metrics::Metrics;
+use super::readiness::probe_upstreams;
+use crate::policy::Policy;
+
+/// `/healthz`, `/readyz`, `/metrics` and `/status`.
+#[derive(Debug)]
+pub struct AdminApp {
+    policy: Arc<ArcSwap<Policy>>,
+    metrics: Arc<Metrics>,
+    started: Instant,
+}
+
+impl AdminApp {
+    pub fn new(policy: Arc<ArcSwap<Policy>>, metrics: Arc<Metrics>) -> Self {
+        AdminApp {
+            policy,
+            metrics,
+            started: Instant::now(),
+        }
+    }
+
+    /// Every upstream reachable: `200`; otherwise `503` listing what is not.
+    async fn readyz(&self) -> Response<Vec<u8>> {
+        let policy = self.policy.load_full();
+        let upstreams = probe_upstreams(&policy).await;
+        for u in &upstreams {
+            self.metrics.set_upstream_up(&u.upstream, u.ready);
+        }
+        let failing: Vec<_> = upstreams.iter().filter(|u| !u.ready).cloned().collect();
+        if failing.is_empty() {
+            json_response(StatusCode::OK, &json!({"status": "ready", "upstreams": upstreams}))
+        } else {
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "not_ready", "failing": failing, "upstreams": upstreams}),
+            )
+        }
+    }
+
+    /// What this process runs: version, environment, uptime, routes and upstreams.
+    fn status(&self) -> Response<Vec<u8>> {
+        let policy = self.policy.load_full();
+        let routes: Vec<_> = policy
+            .router
+            .routes()
+            .iter()
+            .map(|r| {
+                json!({
+                    "name": r.name,
+                    "prefix": r.prefix,
+                    "upstream": policy.upstream(r.upstream).map(|u| u.name.as_str()),
+                    "methods": r.methods.as_ref().map(|ms| ms.iter().map(|m| m.as_str()).collect::<Vec<_>>()),
+                })
+            })
+            .collect();
+        let upstreams: Vec<_> = policy
+            .upstreams
+            .iter()
+            .map(|u| {
+                json!({
+                    "name": u.name,
+                    "url": u.url,
+                    "addresses": u.addresses().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "environment": policy.environment.as_str(),
+                "uptime_seconds": self.started.elapsed().as_secs(),
+                "summary": policy.summary(),
+                "routes": routes,
+                "upstreams": upstreams,
+            }),
+        )
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let request = session.req_header();
+        if request.method != http::Method::GET && request.method != http::Method::HEAD {
+            return json_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &json!({"error": {"code": "method_not_allowed", "message": "the admin listener answers GET only"}}),
+            );
+        }
+        match request.uri.path() {
+            "/healthz" => json_response(StatusCode::OK, &json!({"status": "ok"})),
+            "/readyz" => self.readyz().await,
+            "/metrics" => response(StatusCode::OK, "text/plain; version=0.0.4", self.metrics.render()),
+            "/status" => self.status(),
+            _ => json_response(
+                StatusCode::NOT_FOUND,
+                &json!({"error": {"code": "not_found", "message": "admin paths: /healthz /readyz /metrics /status"}}),
+            ),
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Vec<u8>> {
+    response(status, "application/json", serde_json::to_vec(body).unwrap_or_default())
+}
+
+fn response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::CONTENT_LENGTH, body.len())
+        .body(body)
+        .unwrap_or_default()
+}

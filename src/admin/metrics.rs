@@ -1,0 +1,157 @@
+//! The gateway's Prometheus metrics, in a registry of its own (not the process-global one)
+//! so tests can build several gateways in one process.
+//!
+//! Label values are bounded: routes come from the policy (`unmatched` otherwise), methods
+//! are the standard ones (`OTHER` otherwise), statuses are classes (`2xx`).
+
+use http::Method;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::edge::cors::CorsRefusal;
+
+/// Latency buckets in seconds: from sub-millisecond gateway answers to slow upstreams.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    upstream_errors: IntCounterVec,
+    cors_rejections: IntCounterVec,
+    upstream_up: IntGaugeVec,
+    policy_reloads: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("gardien_requests_total", "Requests answered, by route, method and status class"),
+            &["route", "method", "status"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gardien_request_duration_seconds",
+                "Time from request to the end of the response, by route",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new("gardien_upstream_errors_total", "Failed upstream exchanges, by upstream and kind"),
+            &["upstream", "kind"],
+        )?;
+        let cors_rejections = IntCounterVec::new(
+            Opts::new("gardien_cors_rejections_total", "CORS requests refused, by reason"),
+            &["reason"],
+        )?;
+        let upstream_up = IntGaugeVec::new(
+            Opts::new("gardien_upstream_up", "1 when the last readiness probe reached the upstream"),
+            &["upstream"],
+        )?;
+        let policy_reloads = IntCounterVec::new(
+            Opts::new("gardien_policy_reloads_total", "Policy reloads, by result"),
+            &["result"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(cors_rejections.clone()))?;
+        registry.register(Box::new(upstream_up.clone()))?;
+        registry.register(Box::new(policy_reloads.clone()))?;
+        // Publish the zero of every reason so dashboards and alerts see the series at once.
+        for reason in CorsRefusal::ALL {
+            cors_rejections.with_label_values(&[reason.as_str()]);
+        }
+        Ok(Metrics {
+            registry,
+            requests,
+            duration,
+            upstream_errors,
+            cors_rejections,
+            upstream_up,
+            policy_reloads,
+        })
+    }
+
+    /// Counts one answered request and its latency.
+    pub fn observe_request(&self, route: &str, method: &Method, status: u16, seconds: f64) {
+        self.requests
+            .with_label_values(&[route, method_label(method), status_class(status)])
+            .inc();
+        self.duration.with_label_values(&[route]).observe(seconds);
+    }
+
+    pub fn upstream_error(&self, upstream: &str, kind: &str) {
+        self.upstream_errors.with_label_values(&[upstream, kind]).inc();
+    }
+
+    pub fn cors_rejection(&self, reason: CorsRefusal) {
+        self.cors_rejections.with_label_values(&[reason.as_str()]).inc();
+    }
+
+    pub fn set_upstream_up(&self, upstream: &str, up: bool) {
+        self.upstream_up.with_label_values(&[upstream]).set(i64::from(up));
+    }
+
+    pub fn policy_reload(&self, result: &str) {
+        self.policy_reloads.with_label_values(&[result]).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8192);
+        let families = self.registry.gather();
+        if TextEncoder::new().encode(&families, &mut out).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counted_requests_with_bounded_labels() {
+        let metrics = Metrics::new().expect("metrics");
+        metrics.observe_request("api", &Method::from_bytes(b"BREW").expect("method"), 503, 0.01);
+        metrics.cors_rejection(CorsRefusal::OriginNotAllowed);
+        let text = String::from_utf8(metrics.render()).expect("utf8");
+        assert!(text.contains(r#"gardien_requests_total{method="OTHER",route="api",status="5xx"} 1"#), "{text}");
+        assert!(text.contains(r#"gardien_cors_rejections_total{reason="origin_not_allowed"} 1"#));
+        assert!(text.contains(r#"gardien_cors_rejections_total{reason="malformed_origin"} 0"#));
+        assert!(text.contains("gardien_request_duration_seconds_bucket"));
+    }
+}

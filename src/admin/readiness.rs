@@ -1,0 +1,56 @@
+//! Readiness: can every upstream be reached right now?
+//!
+//! A probe opens a TCP connection to each upstream (all at once, each bounded by a short
+//! timeout) and closes it. An upstream whose host name has not resolved is not ready.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+use crate::policy::Policy;
+
+/// Longest a readiness probe waits for one upstream.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The result for one upstream.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamReadiness {
+    pub upstream: String,
+    pub ready: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Probes every upstream of `policy` concurrently, in the policy's order.
+pub async fn probe_upstreams(policy: &Policy) -> Vec<UpstreamReadiness> {
+    let mut probes = JoinSet::new();
+    for (index, upstream) in policy.upstreams.iter().enumerate() {
+        let addresses = upstream.addresses();
+        let name = upstream.name.clone();
+        probes.spawn(async move {
+            let outcome = match addresses.first() {
+                None => Err("host name not resolved".to_owned()),
+                Some(&address) => connect(address).await,
+            };
+            (index, UpstreamReadiness {
+                upstream: name,
+                ready: outcome.is_ok(),
+                error: outcome.err(),
+            })
+        });
+    }
+    let mut results: Vec<(usize, UpstreamReadiness)> = probes.join_all().await;
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+async fn connect(address: SocketAddr) -> Result<(), String> {
+    match tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(address)).await {
+        Ok(Ok(_stream)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {}ms", PROBE_TIMEOUT.as_millis())),
+    }
+}

@@ -1,0 +1,8 @@
+//! The hot-path filters, one concern per file. A filter never reaches into another's state;
+//! `crate::proxy` composes them in order.
+
+pub mod cors;
+pub mod forwarded;
+pub mod origin;
+pub mod request_id;
+pub mod security_headers;

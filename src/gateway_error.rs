@@ -1,0 +1,147 @@
+//! Answers the gateway writes itself, and their one JSON shape:
+//! `{"error":{"code":"<snake_case>","message":"<human text>","request_id":"<id>"}}`.
+//!
+//! Codes are stable (clients and alerts match on them); messages are for humans and never
+//! carry internal details such as upstream addresses or error chains.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, StatusCode};
+use serde::Serialize;
+
+/// One gateway-generated error response.
+#[derive(Debug, Clone)]
+pub struct GatewayError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: Cow<'static, str>,
+    /// Headers specific to this error (`Allow` on a 405).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+    request_id: &'a str,
+}
+
+impl GatewayError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        GatewayError {
+            status,
+            code,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn route_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "route_not_found", "no route matches this path")
+    }
+
+    pub fn method_not_allowed(allow: HeaderValue) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not accept this method",
+        )
+        .with_header(http::header::ALLOW, allow)
+    }
+
+    pub fn bad_path() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            "the request path contains dot-segments, encoded separators or control characters",
+        )
+    }
+
+    pub fn upstream_unreachable(upstream: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_unreachable",
+            format!("the upstream `{upstream}` could not be reached"),
+        )
+    }
+
+    pub fn upstream_timeout(upstream: &str) -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            format!("the upstream `{upstream}` did not answer in time"),
+        )
+    }
+
+    pub fn upstream_error(upstream: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            format!("the upstream `{upstream}` sent an invalid or incomplete response"),
+        )
+    }
+
+    pub fn bad_request() -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", "the request could not be read")
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the gateway failed to handle this request",
+        )
+    }
+
+    /// The JSON body, naming the request id so a user's report can be found in the logs.
+    pub fn body(&self, request_id: &str) -> Bytes {
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                request_id,
+            },
+        };
+        // Serialising plain strings into a Vec cannot fail; the fallback keeps the shape.
+        serde_json::to_vec(&body).map(Bytes::from).unwrap_or_else(|_| {
+            Bytes::from_static(br#"{"error":{"code":"internal_error","message":"","request_id":""}}"#)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_the_documented_shape() {
+        let body = GatewayError::upstream_timeout("api").body("req-1");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!({"error": {
+                "code": "upstream_timeout",
+                "message": "the upstream `api` did not answer in time",
+                "request_id": "req-1"
+            }})
+        );
+    }
+
+    #[test]
+    fn method_not_allowed_carries_allow() {
+        let error = GatewayError::method_not_allowed(HeaderValue::from_static("GET, POST"));
+        assert_eq!(error.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(error.headers[0].0, http::header::ALLOW);
+    }
+}

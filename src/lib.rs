@@ -1,0 +1,16 @@
+//! gardien: an edge gateway on Pingora that puts CORS, security headers, routing and
+//! observability in front of an existing API. See `DESIGN.md`-style overview in README.md.
+//!
+//! Layout: [`policy`] (the YAML model), [`edge`] (one hot-path concern per file),
+//! [`routing`], [`upstream`], [`proxy`] (the phases), [`admin`] (health and metrics),
+//! [`server`] (assembly).
+
+pub mod admin;
+pub mod edge;
+pub mod gateway_error;
+pub mod log_throttle;
+pub mod policy;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod upstream;

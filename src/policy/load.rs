@@ -1,0 +1,482 @@
+//! Reading a policy file: YAML → `${VAR}` expansion → sections → validated [`Policy`].
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+
+use super::diagnostics::{Diagnostics, PolicyError, Problem};
+use super::env::{expand, Env};
+use super::model::{Policy, ServerSettings};
+use super::schema::{
+    CorsSpec, Environment, RouteSpec, SecurityHeadersSpec, ServerSpec, UpstreamSpec,
+};
+use crate::edge::cors::CorsPolicy;
+use crate::edge::forwarded::TrustedProxies;
+use crate::edge::security_headers::SecurityHeaders;
+use crate::routing::Router;
+use crate::upstream::Upstream;
+
+/// The top-level keys a policy may have.
+const SECTIONS: [&str; 9] = [
+    "environment",
+    "listen",
+    "admin_listen",
+    "trusted_proxies",
+    "upstreams",
+    "routes",
+    "cors",
+    "security_headers",
+    "server",
+];
+
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A policy that loaded, with the warnings found on the way.
+#[derive(Debug)]
+pub struct Loaded {
+    pub policy: Policy,
+    pub warnings: Vec<Problem>,
+}
+
+/// Reads and validates the policy at `path`.
+pub fn load_file(path: &Path, env: &dyn Env) -> Result<Loaded, PolicyError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, env),
+        Err(e) => Err(PolicyError {
+            problems: vec![Problem {
+                path: "policy".into(),
+                message: format!("cannot read {}: {e}", path.display()),
+            }],
+            warnings: Vec::new(),
+        }),
+    }
+}
+
+/// Validates a policy given as YAML text.
+pub fn parse(text: &str, env: &dyn Env) -> Result<Loaded, PolicyError> {
+    let mut diag = Diagnostics::default();
+    let policy = match serde_yaml::from_str::<Value>(text) {
+        Ok(mut root) => {
+            expand_env(&mut root, &mut String::new(), env, &mut diag);
+            let sections = read_sections(root, &mut diag);
+            compile(sections, env, &mut diag)
+        }
+        Err(e) => {
+            diag.error("policy", format!("invalid YAML: {e}"));
+            None
+        }
+    };
+    let (errors, warnings) = diag.into_parts();
+    match policy {
+        Some(policy) if errors.is_empty() => Ok(Loaded { policy, warnings }),
+        _ => Err(PolicyError {
+            problems: if errors.is_empty() {
+                vec![Problem {
+                    path: "policy".into(),
+                    message: "the policy is incomplete".into(),
+                }]
+            } else {
+                errors
+            },
+            warnings,
+        }),
+    }
+}
+
+/// Replaces `${VAR}` references in every string value (never in keys). A value that was
+/// exactly one reference is read again as a YAML scalar, so `port: "${PORT}"` can be a
+/// number and `credentials: "${CORS_CREDENTIALS:-true}"` a boolean.
+fn expand_env(value: &mut Value, path: &mut String, env: &dyn Env, diag: &mut Diagnostics) {
+    match value {
+        Value::String(text) => match expand(text, env) {
+            Ok(expanded) => {
+                let scalar = expanded
+                    .whole_reference
+                    .then(|| serde_yaml::from_str::<Value>(&expanded.value).ok())
+                    .flatten()
+                    .filter(|v| matches!(v, Value::Bool(_) | Value::Number(_)));
+                *value = scalar.unwrap_or(Value::String(expanded.value));
+            }
+            Err(errors) => {
+                for error in errors {
+                    diag.error(display_path(path), error.to_string());
+                }
+            }
+        },
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                expand_env(item, path, env, diag);
+                path.truncate(len);
+            }
+        }
+        Value::Mapping(map) => {
+            for (key, item) in map.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key.as_str().unwrap_or("?"));
+                expand_env(item, path, env, diag);
+                path.truncate(len);
+            }
+        }
+        Value::Tagged(tagged) => expand_env(&mut tagged.value, path, env, diag),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+fn display_path(path: &str) -> String {
+    if path.is_empty() {
+        "policy".into()
+    } else {
+        path.to_owned()
+    }
+}
+
+/// The sections of a policy, each read on its own so one bad section does not hide the
+/// problems of the others.
+#[derive(Default)]
+struct Sections {
+    environment: Option<Environment>,
+    listen: Option<String>,
+    admin_listen: Option<String>,
+    trusted_proxies: Vec<String>,
+    upstreams: Vec<(String, Option<UpstreamSpec>)>,
+    routes: Vec<RouteSpec>,
+    /// `None`: no `routes:` key; `Some(n)`: n entries, some of which may have failed to read.
+    routes_declared: Option<usize>,
+    cors: CorsSpec,
+    security_headers: SecurityHeadersSpec,
+    server: ServerSpec,
+}
+
+fn read_sections(root: Value, diag: &mut Diagnostics) -> Sections {
+    let mut s = Sections::default();
+    let map = match root {
+        Value::Mapping(map) => map,
+        Value::Null => {
+            diag.error("policy", "the file is empty");
+            return s;
+        }
+        _ => {
+            diag.error("policy", "a policy is a YAML mapping of sections (environment:, listen:, …)");
+            return s;
+        }
+    };
+    for (key, value) in map {
+        let Some(key) = key.as_str().map(str::to_owned) else {
+            diag.error("policy", "top-level keys are names");
+            continue;
+        };
+        match key.as_str() {
+            "environment" => s.environment = section(value, "environment", diag),
+            "listen" => s.listen = section(value, "listen", diag),
+            "admin_listen" => s.admin_listen = section(value, "admin_listen", diag),
+            "trusted_proxies" => {
+                s.trusted_proxies = section(value, "trusted_proxies", diag).unwrap_or_default()
+            }
+            "upstreams" => s.upstreams = read_upstreams(value, diag),
+            "routes" => {
+                s.routes_declared = Some(value.as_sequence().map_or(0, Vec::len));
+                s.routes = read_routes(value, diag);
+            }
+            "cors" => s.cors = section(value, "cors", diag).unwrap_or_default(),
+            "security_headers" => {
+                s.security_headers = section(value, "security_headers", diag).unwrap_or_default()
+            }
+            "server" => s.server = section(value, "server", diag).unwrap_or_default(),
+            other => diag.error(
+                other,
+                format!(
+                    "unknown field `{other}`{}; expected one of: {}",
+                    super::suggest(other, SECTIONS),
+                    SECTIONS.join(", ")
+                ),
+            ),
+        }
+    }
+    for required in ["environment", "listen", "admin_listen", "upstreams", "routes"] {
+        let missing = match required {
+            "environment" => s.environment.is_none(),
+            "listen" => s.listen.is_none(),
+            "admin_listen" => s.admin_listen.is_none(),
+            "upstreams" => s.upstreams.is_empty(),
+            _ => s.routes_declared.is_none(),
+        };
+        if missing && !diag.errors().iter().any(|p| p.path.starts_with(required)) {
+            diag.error(required, "missing (required)");
+        }
+    }
+    s
+}
+
+/// Deserializes one value, reporting a failure at `path` + the path inside the value.
+fn section<T: DeserializeOwned>(value: Value, path: &str, diag: &mut Diagnostics) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let full = match inner.as_str() {
+                "." => path.to_owned(),
+                i if i.starts_with('[') => format!("{path}{i}"),
+                i => format!("{path}.{i}"),
+            };
+            diag.error(full, e.into_inner().to_string());
+            None
+        }
+    }
+}
+
+fn read_upstreams(value: Value, diag: &mut Diagnostics) -> Vec<(String, Option<UpstreamSpec>)> {
+    let Value::Mapping(map) = value else {
+        diag.error("upstreams", "a mapping of name → { url: … }");
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(map.len());
+    for (name, spec) in map {
+        let Some(name) = name.as_str().map(str::to_owned) else {
+            diag.error("upstreams", "upstream names are strings");
+            continue;
+        };
+        let spec = section(spec, &format!("upstreams.{name}"), diag);
+        out.push((name, spec));
+    }
+    out
+}
+
+fn read_routes(value: Value, diag: &mut Diagnostics) -> Vec<RouteSpec> {
+    let Value::Sequence(items) = value else {
+        diag.error("routes", "a list of routes, first match wins");
+        return Vec::new();
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, item)| section(item, &format!("routes[{i}]"), diag))
+        .collect()
+}
+
+fn compile(s: Sections, env: &dyn Env, diag: &mut Diagnostics) -> Option<Policy> {
+    let environment = s.environment.unwrap_or(Environment::Production);
+    let listen = s.listen.as_deref().and_then(|a| socket_addr(a, "listen", diag));
+    let admin_listen = s
+        .admin_listen
+        .as_deref()
+        .and_then(|a| socket_addr(a, "admin_listen", diag));
+    if let (Some(a), Some(b)) = (listen, admin_listen) {
+        if a == b {
+            diag.error("admin_listen", "must differ from `listen`");
+        }
+    }
+    let trusted_proxies = TrustedProxies::compile(&s.trusted_proxies, diag);
+
+    let names: Vec<String> = s.upstreams.iter().map(|(name, _)| name.clone()).collect();
+    let mut upstreams = Vec::with_capacity(s.upstreams.len());
+    for (name, spec) in &s.upstreams {
+        if let Some(upstream) = spec.as_ref().and_then(|spec| Upstream::compile(name, spec, diag)) {
+            upstreams.push(upstream);
+        }
+    }
+    // Compile the routes that could be read; when none could, their errors are already
+    // listed and "at least one route" would only add noise.
+    let router = match s.routes_declared {
+        Some(declared) if declared == 0 || !s.routes.is_empty() => {
+            Router::compile(&s.routes, &names, diag)
+        }
+        _ => Router::default(),
+    };
+    let cors = CorsPolicy::compile(&s.cors, environment, env, diag);
+    let security_headers = SecurityHeaders::compile(&s.security_headers, environment, diag);
+    let server = server_settings(&s.server, diag);
+
+    if diag.has_errors() || upstreams.len() != names.len() {
+        return None;
+    }
+    Some(Policy {
+        environment: s.environment?,
+        listen: listen?,
+        admin_listen: admin_listen?,
+        trusted_proxies,
+        upstreams,
+        router,
+        cors: cors?,
+        security_headers: security_headers?,
+        server,
+    })
+}
+
+fn socket_addr(text: &str, path: &str, diag: &mut Diagnostics) -> Option<SocketAddr> {
+    match text.trim().parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            diag.error(
+                path,
+                format!("`{text}` is not a listen address: write ip:port, as 127.0.0.1:8080 or 0.0.0.0:8080"),
+            );
+            None
+        }
+    }
+}
+
+fn server_settings(spec: &ServerSpec, diag: &mut Diagnostics) -> ServerSettings {
+    let threads = match spec.threads {
+        Some(0) => {
+            diag.error("server.threads", "must be at least 1");
+            1
+        }
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    ServerSettings {
+        threads,
+        graceful_shutdown_timeout: spec
+            .graceful_shutdown_timeout
+            .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const MINIMAL: &str = r#"
+environment: dev
+listen: "127.0.0.1:8080"
+admin_listen: "127.0.0.1:9090"
+upstreams:
+  api: { url: "http://127.0.0.1:3000" }
+routes:
+  - { name: api, prefix: /api/, upstream: api }
+cors:
+  origins: ["http://localhost:5173"]
+"#;
+
+    fn no_env() -> HashMap<String, String> {
+        HashMap::new()
+    }
+
+    fn problems(text: &str, env: &HashMap<String, String>) -> Vec<(String, String)> {
+        match parse(text, env) {
+            Ok(_) => panic!("policy should be refused"),
+            Err(e) => e.problems.into_iter().map(|p| (p.path, p.message)).collect(),
+        }
+    }
+
+    #[test]
+    fn minimal_policy_loads() {
+        let loaded = parse(MINIMAL, &no_env()).expect("valid");
+        assert_eq!(loaded.policy.environment, Environment::Dev);
+        assert_eq!(loaded.policy.router.routes().len(), 1);
+    }
+
+    #[test]
+    fn typos_are_errors_with_suggestions() {
+        let text = MINIMAL.replace("cors:\n  origins:", "cors:\n  orgins:").replace("routes:", "routs:");
+        let found = problems(&text, &no_env());
+        let paths: Vec<_> = found.iter().map(|(p, _)| p.as_str()).collect();
+        assert!(paths.contains(&"routs"), "{found:?}");
+        assert!(paths.contains(&"cors.orgins"), "{found:?}");
+        let routs = &found.iter().find(|(p, _)| p == "routs").expect("routs").1;
+        assert!(routs.contains("did you mean `routes`"), "{routs}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        let text = MINIMAL.replace(
+            "upstreams:\n  api: { url: \"http://127.0.0.1:3000\" }",
+            "upstreams:\n  api: { url: \"http://127.0.0.1:3000\", connect_timeout: fast }",
+        ) + "server: { threads: many }\n";
+        let found = problems(&text, &no_env());
+        let paths: Vec<_> = found.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, vec!["upstreams.api.connect_timeout", "server.threads"], "{found:?}");
+    }
+
+    #[test]
+    fn every_problem_is_listed_in_one_run() {
+        let text = r#"
+environment: dev
+listen: "${GARDIEN_LISTEN}"
+admin_listen: "nowhere"
+upstreams:
+  api: { url: "http://127.0.0.1:3000" }
+routes:
+  - { name: api, prefix: /api/, upstream: apii }
+cors:
+  origins: ["https://*", "*.com", "https://a.com/path"]
+"#;
+        let found = problems(text, &no_env());
+        let paths: Vec<_> = found.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "listen",
+                "admin_listen",
+                "routes[0].upstream",
+                "cors.origins[0]",
+                "cors.origins[1]",
+                "cors.origins[2]"
+            ],
+            "{found:?}"
+        );
+        assert!(found[0].1.contains("GARDIEN_LISTEN"));
+    }
+
+    #[test]
+    fn whole_references_become_numbers_and_booleans() {
+        let text = MINIMAL.to_owned() + "server: { threads: \"${THREADS:-3}\" }\n";
+        let text = text.replace("  origins:", "  credentials: \"${CREDS:-true}\"\n  origins:");
+        let loaded = parse(&text, &no_env()).expect("valid");
+        assert_eq!(loaded.policy.server.threads, 3);
+    }
+
+    #[test]
+    fn environment_values_are_read() {
+        let env = HashMap::from([("GARDIEN_LISTEN".to_owned(), "127.0.0.1:18080".to_owned())]);
+        let text = MINIMAL.replace("\"127.0.0.1:8080\"", "\"${GARDIEN_LISTEN:-127.0.0.1:8080}\"");
+        let loaded = parse(&text, &env).expect("valid");
+        assert_eq!(loaded.policy.listen.port(), 18080);
+    }
+
+    #[test]
+    fn invalid_yaml_and_empty_files_are_explained() {
+        let found = problems("environment: [dev", &no_env());
+        assert_eq!(found[0].0, "policy");
+        assert!(found[0].1.contains("invalid YAML"));
+        let found = problems("", &no_env());
+        assert!(found[0].1.contains("empty"));
+    }
+
+    #[test]
+    fn missing_required_sections_are_named() {
+        let found = problems("environment: dev\n", &no_env());
+        let paths: Vec<_> = found.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, vec!["listen", "admin_listen", "upstreams", "routes"], "{found:?}");
+    }
+
+    #[test]
+    fn shipped_policies_are_valid_with_their_environment() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let env = HashMap::from([
+            ("API_UPSTREAM_URL".to_owned(), "https://api.example.run.app".to_owned()),
+            ("BACKEND_UPSTREAM_URL".to_owned(), "http://10.0.0.5:8081".to_owned()),
+            ("FRONTEND_URL".to_owned(), "https://app.example.com".to_owned()),
+            ("FRONTEND_URL_PROD".to_owned(), "https://www.example.com".to_owned()),
+        ]);
+        for name in ["dev.yaml", "staging.yaml", "production.yaml"] {
+            let loaded = load_file(&root.join(name), &env)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(loaded.warnings.is_empty(), "{name}: {:?}", loaded.warnings);
+        }
+        let dev = load_file(&root.join("dev.yaml"), &no_env()).expect("dev needs no variable");
+        assert_eq!(dev.policy.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(dev.policy.admin_listen.to_string(), "127.0.0.1:9090");
+        assert!(load_file(&root.join("production.yaml"), &no_env()).is_err());
+    }
+}

@@ -1,0 +1,58 @@
+//! The validated policy the gateway runs on. Built only by [`super::load`], so holding a
+//! `Policy` means every field has been checked.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::edge::cors::CorsPolicy;
+use crate::edge::forwarded::TrustedProxies;
+use crate::edge::security_headers::SecurityHeaders;
+use crate::routing::Router;
+use crate::upstream::Upstream;
+
+use super::Environment;
+
+#[derive(Debug)]
+pub struct Policy {
+    pub environment: Environment,
+    /// Where the proxy listens.
+    pub listen: SocketAddr,
+    /// Where `/healthz`, `/readyz`, `/metrics` and `/status` listen.
+    pub admin_listen: SocketAddr,
+    pub trusted_proxies: TrustedProxies,
+    /// In the order of the file; routes refer to them by index.
+    pub upstreams: Vec<Upstream>,
+    pub router: Router,
+    pub cors: CorsPolicy,
+    pub security_headers: SecurityHeaders,
+    pub server: ServerSettings,
+}
+
+/// `server:` after defaults.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub threads: usize,
+    pub graceful_shutdown_timeout: Duration,
+}
+
+impl Policy {
+    /// One line for `gardien check` and the start-up log.
+    pub fn summary(&self) -> String {
+        let (exact, patterns) = self.cors.origin_counts();
+        format!(
+            "environment {}, listen {}, admin {}, {} upstream(s), {} route(s), CORS {} origin(s) + {} pattern(s), {} security header(s)",
+            self.environment.as_str(),
+            self.listen,
+            self.admin_listen,
+            self.upstreams.len(),
+            self.router.routes().len(),
+            exact,
+            patterns,
+            self.security_headers.names().count(),
+        )
+    }
+
+    pub fn upstream(&self, index: usize) -> Option<&Upstream> {
+        self.upstreams.get(index)
+    }
+}

@@ -1,0 +1,395 @@
+//! The gateway's [`ProxyHttp`] implementation: it composes the edge filters in the order of
+//! `DESIGN.md` and picks the upstream. Each phase does one job:
+//!
+//! - `request_filter`: request id → path check → route match → CORS (preflights answered
+//!   here, never upstream) → 404/405 for requests no route takes.
+//! - `upstream_peer`: the route's upstream.
+//! - `upstream_request_filter`: request id, `Host`, `X-Forwarded-*`.
+//! - `response_filter`: CORS, security headers and the request id on the upstream's answer.
+//! - `fail_to_proxy`: upstream failures become `502`/`504` with the JSON error body.
+//! - `logging`: metrics.
+//!
+//! Every response the gateway writes itself goes through [`Gateway::respond`], which adds
+//! the same CORS, security and request-id headers as `response_filter`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use http::header::{self, HeaderValue};
+use http::StatusCode;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{ErrorSource, ErrorType};
+
+use crate::admin::metrics::Metrics;
+use crate::edge::cors::{CorsOutcome, CorsPolicy, CorsRefusal};
+use crate::edge::forwarded;
+use crate::edge::request_id::{self, RequestId};
+use crate::gateway_error::GatewayError;
+use crate::log_throttle::LogThrottle;
+use crate::policy::Policy;
+use crate::routing::{is_safe_path, RouteMatch};
+
+/// Route label for requests no route took.
+const UNMATCHED: &str = "unmatched";
+/// Longest piece of a client-sent origin written to a log line.
+const MAX_LOGGED_ORIGIN: usize = 200;
+
+/// The proxy. Holds the current policy (swapped whole on reload) and the metrics.
+#[derive(Debug)]
+pub struct Gateway {
+    policy: Arc<ArcSwap<Policy>>,
+    metrics: Arc<Metrics>,
+    cors_log: LogThrottle,
+}
+
+/// Per-request state, carried from the request phases to the response phases.
+#[derive(Debug)]
+pub struct RequestCtx {
+    started: Instant,
+    /// The policy this request started with; a reload mid-request does not change it.
+    policy: Arc<Policy>,
+    request_id: Option<RequestId>,
+    route: Option<usize>,
+    cors: CorsOutcome,
+}
+
+impl RequestCtx {
+    fn request_id(&mut self) -> &RequestId {
+        self.request_id.get_or_insert_with(RequestId::generate)
+    }
+
+    fn route_name(&self) -> &str {
+        self.route
+            .and_then(|i| self.policy.router.get(i))
+            .map_or(UNMATCHED, |r| r.name.as_str())
+    }
+
+    fn upstream_name(&self) -> &str {
+        self.route
+            .and_then(|i| self.policy.router.get(i))
+            .and_then(|r| self.policy.upstream(r.upstream))
+            .map_or("-", |u| u.name.as_str())
+    }
+}
+
+impl Gateway {
+    pub fn new(policy: Arc<ArcSwap<Policy>>, metrics: Arc<Metrics>) -> Self {
+        Gateway {
+            policy,
+            metrics,
+            cors_log: LogThrottle::per_minute(),
+        }
+    }
+
+    /// Adds the headers every response carries: CORS (and removal of the upstream's),
+    /// security headers, and the request id.
+    fn decorate(&self, response: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        ctx.policy.cors.write_response_headers(&ctx.cors, response)?;
+        ctx.policy.security_headers.apply(response)?;
+        let id = ctx.request_id().header_value().clone();
+        response.insert_header(request_id::HEADER, id)?;
+        Ok(())
+    }
+
+    /// Writes a gateway-generated error with the JSON body.
+    async fn respond(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        error: &GatewayError,
+    ) -> Result<()> {
+        let body = error.body(ctx.request_id().as_str());
+        let mut response = ResponseHeader::build(error.status, Some(8))?;
+        response.insert_header(header::CONTENT_TYPE, "application/json")?;
+        response.insert_header(header::CONTENT_LENGTH, body.len())?;
+        response.insert_header(header::CACHE_CONTROL, "no-store")?;
+        for (name, value) in &error.headers {
+            response.insert_header(name.clone(), value.clone())?;
+        }
+        self.decorate(&mut response, ctx)?;
+        session.write_response_header(Box::new(response), false).await?;
+        session.write_response_body(Some(body), true).await?;
+        Ok(())
+    }
+
+    /// Answers an allowed preflight with `204` and the preflight headers.
+    async fn respond_preflight(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        origin: &HeaderValue,
+    ) -> Result<()> {
+        let mut response = ResponseHeader::build(StatusCode::NO_CONTENT, Some(10))?;
+        ctx.policy.cors.write_preflight_headers(origin, &mut response)?;
+        ctx.policy.security_headers.apply(&mut response)?;
+        let id = ctx.request_id().header_value().clone();
+        response.insert_header(request_id::HEADER, id)?;
+        response.insert_header(header::CONTENT_LENGTH, 0)?;
+        session.write_response_header(Box::new(response), true).await?;
+        Ok(())
+    }
+
+    /// Counts a CORS refusal and logs it, at most once per origin per minute.
+    fn record_cors_refusal(&self, ctx: &RequestCtx, origin: Option<&HeaderValue>, reason: CorsRefusal) {
+        self.metrics.cors_rejection(reason);
+        let origin = origin.map_or_else(String::new, |o| {
+            let text = String::from_utf8_lossy(o.as_bytes());
+            text.chars().take(MAX_LOGGED_ORIGIN).collect()
+        });
+        if let Some(permit) = self.cors_log.permit(&origin) {
+            tracing::warn!(
+                origin = ?origin,
+                route = ctx.route_name(),
+                reason = reason.as_str(),
+                suppressed_since_last = permit.suppressed,
+                "CORS request refused"
+            );
+        }
+    }
+
+    /// Decides a preflight and writes its answer. Always answers: preflights never reach
+    /// an upstream.
+    async fn handle_preflight(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let headers = &session.req_header().headers;
+        let origin = headers.get(header::ORIGIN).cloned();
+        let method = headers.get(header::ACCESS_CONTROL_REQUEST_METHOD).cloned();
+        let requested = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
+        let (Some(origin), Some(method)) = (origin, method) else {
+            return self.respond(session, ctx, &GatewayError::bad_request()).await;
+        };
+        match ctx.policy.cors.check_preflight(&origin, &method, requested.as_ref()) {
+            Ok(()) => {
+                ctx.cors = CorsOutcome::Allowed(origin.clone());
+                self.respond_preflight(session, ctx, &origin).await
+            }
+            Err(reason) => {
+                self.record_cors_refusal(ctx, Some(&origin), reason);
+                ctx.cors = CorsOutcome::Refused(reason);
+                let error = GatewayError::new(StatusCode::FORBIDDEN, reason.error_code(), reason.message());
+                self.respond(session, ctx, &error).await
+            }
+        }
+    }
+}
+
+/// Maps a proxying failure to the answer and the `kind` label of
+/// `gardien_upstream_errors_total`. `None`: the client is gone, nothing can be written.
+fn classify(error: &Error, upstream: &str) -> Option<(GatewayError, Option<&'static str>)> {
+    use ErrorType::*;
+    let etype = error.etype();
+    if let HTTPStatus(code) = etype {
+        let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut answer = GatewayError::bad_request();
+        answer.status = status;
+        if status.is_server_error() {
+            answer = GatewayError::internal();
+        }
+        return Some((answer, None));
+    }
+    match error.esource() {
+        ErrorSource::Upstream => Some(match etype {
+            ConnectTimedout | TLSHandshakeTimedout => {
+                (GatewayError::upstream_timeout(upstream), Some("connect_timeout"))
+            }
+            ReadTimedout => (GatewayError::upstream_timeout(upstream), Some("read_timeout")),
+            WriteTimedout => (GatewayError::upstream_timeout(upstream), Some("write_timeout")),
+            ConnectRefused => (GatewayError::upstream_unreachable(upstream), Some("connect_refused")),
+            TLSHandshakeFailure | InvalidCert | HandshakeError | TLSWantX509Lookup => {
+                (GatewayError::upstream_unreachable(upstream), Some("tls"))
+            }
+            ConnectNoRoute | ConnectError | ConnectProxyFailure | SocketError | BindError => {
+                (GatewayError::upstream_unreachable(upstream), Some("connect_error"))
+            }
+            _ => (GatewayError::upstream_error(upstream), Some("bad_response")),
+        }),
+        ErrorSource::Downstream => match etype {
+            ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout => None,
+            _ => Some((GatewayError::bad_request(), None)),
+        },
+        ErrorSource::Internal | ErrorSource::Unset => Some((GatewayError::internal(), None)),
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            policy: self.policy.load_full(),
+            request_id: None,
+            route: None,
+            cors: CorsOutcome::NotCors,
+        }
+    }
+
+    /// Request id, path check, route, CORS. Returns `true` when the gateway answered.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let request = session.req_header();
+        ctx.request_id = Some(RequestId::from_client(request.headers.get(request_id::HEADER)));
+        if !is_safe_path(request.uri.path()) {
+            self.respond(session, ctx, &GatewayError::bad_path()).await?;
+            return Ok(true);
+        }
+        let found = ctx.policy.router.find(request.uri.path(), &request.method);
+        if let RouteMatch::Found(index) = found {
+            ctx.route = Some(index);
+        }
+
+        if CorsPolicy::is_preflight(&request.method, &request.headers) {
+            self.handle_preflight(session, ctx).await?;
+            return Ok(true);
+        }
+        let origin = request.headers.get(header::ORIGIN);
+        ctx.cors = ctx.policy.cors.check_actual(origin);
+        if let CorsOutcome::Refused(reason) = ctx.cors {
+            let origin = origin.cloned();
+            self.record_cors_refusal(ctx, origin.as_ref(), reason);
+        }
+
+        match found {
+            RouteMatch::Found(_) => Ok(false),
+            RouteMatch::MethodNotAllowed(allow) => {
+                self.respond(session, ctx, &GatewayError::method_not_allowed(allow)).await?;
+                Ok(true)
+            }
+            RouteMatch::NotFound => {
+                self.respond(session, ctx, &GatewayError::route_not_found()).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// The matched route's upstream, at its next resolved address.
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let upstream = ctx
+            .route
+            .and_then(|i| ctx.policy.router.get(i))
+            .and_then(|route| ctx.policy.upstream(route.upstream))
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "request reached upstream_peer without a route"))?;
+        match upstream.peer() {
+            Some(peer) => Ok(Box::new(peer)),
+            None => Err(Error::create(
+                ErrorType::ConnectNoRoute,
+                ErrorSource::Upstream,
+                Some(format!("upstream `{}`: host name not resolved yet", upstream.name).into()),
+                None,
+            )),
+        }
+    }
+
+    /// Sends the request id, the upstream's `Host`, and `X-Forwarded-*` upstream.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let id = ctx.request_id().header_value().clone();
+        upstream_request.insert_header(request_id::HEADER, id)?;
+        let policy = Arc::clone(&ctx.policy);
+        let Some(upstream) = ctx
+            .route
+            .and_then(|i| policy.router.get(i))
+            .and_then(|route| policy.upstream(route.upstream))
+        else {
+            return Ok(());
+        };
+        let incoming = &session.req_header().headers;
+        if !upstream.preserve_host {
+            if let Some(host) = incoming.get(header::HOST).cloned() {
+                upstream_request.insert_header("x-forwarded-host", host)?;
+            }
+            upstream_request.insert_header(header::HOST, upstream.host_header.clone())?;
+        }
+        if let Some(peer) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {
+            let xff = forwarded::forwarded_for(peer, incoming.get("x-forwarded-for"), &policy.trusted_proxies);
+            let proto = forwarded::forwarded_proto(peer, incoming.get("x-forwarded-proto"), &policy.trusted_proxies);
+            upstream_request.insert_header("x-forwarded-for", xff)?;
+            upstream_request.insert_header("x-forwarded-proto", proto)?;
+        }
+        Ok(())
+    }
+
+    /// CORS, security headers and the request id on the upstream's response.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        self.decorate(upstream_response, ctx)
+    }
+
+    /// Upstream unreachable → `502`, too slow → `504`, both with the JSON error body.
+    async fn fail_to_proxy(&self, session: &mut Session, error: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let upstream = ctx.upstream_name().to_owned();
+        let Some((answer, kind)) = classify(error, &upstream) else {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        };
+        if let Some(kind) = kind {
+            self.metrics.upstream_error(&upstream, kind);
+            tracing::warn!(
+                upstream = upstream.as_str(),
+                kind,
+                request_id = ctx.request_id().as_str(),
+                error = %error,
+                "upstream request failed"
+            );
+        } else if answer.status.is_server_error() {
+            tracing::error!(request_id = ctx.request_id().as_str(), error = %error, "request failed");
+        }
+        let status = answer.status.as_u16();
+        if session.response_written().is_none() {
+            if let Err(e) = self.respond(session, ctx, &answer).await {
+                tracing::debug!(error = %e, "could not write the error response");
+            }
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Metrics for every request, answered by the upstream or by the gateway.
+    async fn logging(&self, session: &mut Session, _error: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let seconds = ctx.started.elapsed().as_secs_f64();
+        let method = &session.req_header().method;
+        self.metrics.observe_request(ctx.route_name(), method, status, seconds);
+        tracing::debug!(
+            target: "gardien::access",
+            method = %method,
+            path = session.req_header().uri.path(),
+            status,
+            route = ctx.route_name(),
+            request_id = ctx.request_id.as_ref().map_or("-", RequestId::as_str),
+            seconds,
+        );
+    }
+
+    /// Upstream failures are logged (once, at warn, with the request id) by `fail_to_proxy`;
+    /// Pingora's own error line for them would only repeat it.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        error.esource() == &ErrorSource::Upstream
+    }
+
+    /// Pingora's own error log line, with our request id.
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        format!(
+            "{} {} route={} request_id={}",
+            session.req_header().method,
+            session.req_header().uri.path(),
+            ctx.route_name(),
+            ctx.request_id.as_ref().map_or("-", RequestId::as_str)
+        )
+    }
+}

@@ -1,0 +1,134 @@
+//! Assembles the Pingora server: the proxy on `listen`, the admin app on `admin_listen`, and
+//! the background task that keeps upstream addresses resolved.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::apps::http_app::HttpServer;
+use pingora::prelude::*;
+use pingora::server::configuration::ServerConf;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+
+use crate::admin::metrics::Metrics;
+use crate::admin::AdminApp;
+use crate::policy::Policy;
+use crate::proxy::Gateway;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {address} ({what}): {source}")]
+    Listen {
+        address: std::net::SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot create the metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Starts the gateway and serves until SIGTERM (graceful) or SIGINT (fast). Returns only
+/// when the server stops, or with an error before it starts.
+pub fn run(policy: Policy) -> Result<(), StartError> {
+    // Pingora reports a busy port by panicking deep inside a service; try both addresses
+    // first so the operator gets one clear line instead.
+    for (address, what) in [(policy.listen, "listen"), (policy.admin_listen, "admin_listen")] {
+        TcpListener::bind(address).map_err(|source| StartError::Listen { address, what, source })?;
+    }
+    resolve_upstreams_before_start(&policy)?;
+
+    let conf = ServerConf {
+        threads: policy.server.threads,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(policy.server.graceful_shutdown_timeout.as_secs()),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let listen = policy.listen.to_string();
+    let admin_listen = policy.admin_listen.to_string();
+    let shared = Arc::new(ArcSwap::from_pointee(policy));
+    let metrics = Arc::new(Metrics::new()?);
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(Arc::clone(&shared), Arc::clone(&metrics)),
+        "gardien proxy",
+    );
+    proxy.add_tcp(&listen);
+
+    let mut admin = Service::new(
+        "gardien admin".to_owned(),
+        HttpServer::new_app(AdminApp::new(Arc::clone(&shared), Arc::clone(&metrics))),
+    );
+    admin.add_tcp(&admin_listen);
+
+    let dns = background_service("upstream dns", DnsRefresher { policy: shared });
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(dns);
+    tracing::info!(%listen, %admin_listen, "gardien started");
+    server.run(pingora::server::RunArgs::default());
+    Ok(())
+}
+
+/// Resolves every upstream host name once before serving, so the first requests do not
+/// fail while DNS answers. A name that does not resolve is logged, not fatal: the
+/// background refresher keeps trying and `/readyz` reports it.
+fn resolve_upstreams_before_start(policy: &Policy) -> Result<(), StartError> {
+    if !policy.upstreams.iter().any(|u| u.needs_dns) {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    runtime.block_on(async {
+        for upstream in policy.upstreams.iter().filter(|u| u.needs_dns) {
+            match tokio::time::timeout(Duration::from_secs(5), upstream.resolve()).await {
+                Ok(Ok(count)) => tracing::info!(upstream = upstream.name.as_str(), count, "upstream resolved"),
+                Ok(Err(e)) => tracing::warn!(upstream = upstream.name.as_str(), error = %e, "upstream does not resolve yet"),
+                Err(_) => tracing::warn!(upstream = upstream.name.as_str(), "upstream resolution timed out"),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Re-resolves upstream host names on each upstream's `dns_refresh` interval.
+struct DnsRefresher {
+    policy: Arc<ArcSwap<Policy>>,
+}
+
+#[async_trait]
+impl BackgroundService for DnsRefresher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let tick = Duration::from_secs(1);
+        let mut elapsed = Duration::ZERO;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(tick) => {}
+            }
+            elapsed += tick;
+            let policy = self.policy.load_full();
+            for upstream in policy.upstreams.iter().filter(|u| u.needs_dns) {
+                let due = elapsed.as_secs() % upstream.dns_refresh.as_secs().max(1) == 0;
+                if due || upstream.addresses().is_empty() {
+                    if let Err(e) = upstream.resolve().await {
+                        tracing::warn!(upstream = upstream.name.as_str(), error = %e, "upstream re-resolution failed; keeping the last addresses");
+                    }
+                }
+            }
+        }
+    }
+}
