@@ -33,7 +33,11 @@ struct Inner<'a> {
 }
 
 impl GatewayError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
         GatewayError {
             status,
             code,
@@ -48,7 +52,11 @@ impl GatewayError {
     }
 
     pub fn route_not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "route_not_found", "no route matches this path")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            "no route matches this path",
+        )
     }
 
     pub fn method_not_allowed(allow: HeaderValue) -> Self {
@@ -92,8 +100,20 @@ impl GatewayError {
         )
     }
 
+    pub fn headers_too_large() -> Self {
+        Self::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "the request headers are larger than this gateway accepts",
+        )
+    }
+
     pub fn bad_request() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", "the request could not be read")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the request could not be read",
+        )
     }
 
     pub fn internal() -> Self {
@@ -114,9 +134,13 @@ impl GatewayError {
             },
         };
         // Serialising plain strings into a Vec cannot fail; the fallback keeps the shape.
-        serde_json::to_vec(&body).map(Bytes::from).unwrap_or_else(|_| {
-            Bytes::from_static(br#"{"error":{"code":"internal_error","message":"","request_id":""}}"#)
-        })
+        serde_json::to_vec(&body)
+            .map(Bytes::from)
+            .unwrap_or_else(|_| {
+                Bytes::from_static(
+                    br#"{"error":{"code":"internal_error","message":"","request_id":""}}"#,
+                )
+            })
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use gardien::policy::{self, PolicyError, ProcessEnv, Problem};
+use gardien::policy::{self, PolicyError, Problem, ProcessEnv};
 
 const DEFAULT_POLICY: &str = "policies/dev.yaml";
 

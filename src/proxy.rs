@@ -25,7 +25,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{ErrorSource, ErrorType};
 
 use crate::admin::metrics::Metrics;
-use crate::edge::cors::{CorsOutcome, CorsPolicy, CorsRefusal};
+use crate::edge::cors::{CorsOutcome, CorsPolicy, CorsRefusal, OriginHeader};
 use crate::edge::forwarded;
 use crate::edge::request_id::{self, RequestId};
 use crate::gateway_error::GatewayError;
@@ -88,7 +88,9 @@ impl Gateway {
     /// Adds the headers every response carries: CORS (and removal of the upstream's),
     /// security headers, and the request id.
     fn decorate(&self, response: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
-        ctx.policy.cors.write_response_headers(&ctx.cors, response)?;
+        ctx.policy
+            .cors
+            .write_response_headers(&ctx.cors, response)?;
         ctx.policy.security_headers.apply(response)?;
         let id = ctx.request_id().header_value().clone();
         response.insert_header(request_id::HEADER, id)?;
@@ -111,7 +113,9 @@ impl Gateway {
             response.insert_header(name.clone(), value.clone())?;
         }
         self.decorate(&mut response, ctx)?;
-        session.write_response_header(Box::new(response), false).await?;
+        session
+            .write_response_header(Box::new(response), false)
+            .await?;
         session.write_response_body(Some(body), true).await?;
         Ok(())
     }
@@ -124,17 +128,26 @@ impl Gateway {
         origin: &HeaderValue,
     ) -> Result<()> {
         let mut response = ResponseHeader::build(StatusCode::NO_CONTENT, Some(10))?;
-        ctx.policy.cors.write_preflight_headers(origin, &mut response)?;
+        ctx.policy
+            .cors
+            .write_preflight_headers(origin, &mut response)?;
         ctx.policy.security_headers.apply(&mut response)?;
         let id = ctx.request_id().header_value().clone();
         response.insert_header(request_id::HEADER, id)?;
         response.insert_header(header::CONTENT_LENGTH, 0)?;
-        session.write_response_header(Box::new(response), true).await?;
+        session
+            .write_response_header(Box::new(response), true)
+            .await?;
         Ok(())
     }
 
     /// Counts a CORS refusal and logs it, at most once per origin per minute.
-    fn record_cors_refusal(&self, ctx: &RequestCtx, origin: Option<&HeaderValue>, reason: CorsRefusal) {
+    fn record_cors_refusal(
+        &self,
+        ctx: &RequestCtx,
+        origin: Option<&HeaderValue>,
+        reason: CorsRefusal,
+    ) {
         self.metrics.cors_rejection(reason);
         let origin = origin.map_or_else(String::new, |o| {
             let text = String::from_utf8_lossy(o.as_bytes());
@@ -155,13 +168,23 @@ impl Gateway {
     /// an upstream.
     async fn handle_preflight(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         let headers = &session.req_header().headers;
-        let origin = headers.get(header::ORIGIN).cloned();
+        let origin = OriginHeader::of(headers).value().cloned();
         let method = headers.get(header::ACCESS_CONTROL_REQUEST_METHOD).cloned();
         let requested = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
         let (Some(origin), Some(method)) = (origin, method) else {
-            return self.respond(session, ctx, &GatewayError::bad_request()).await;
+            // Several `Origin` headers: not a browser's preflight.
+            let reason = CorsRefusal::MalformedOrigin;
+            self.record_cors_refusal(ctx, None, reason);
+            ctx.cors = CorsOutcome::Refused(reason);
+            let error =
+                GatewayError::new(StatusCode::FORBIDDEN, reason.error_code(), reason.message());
+            return self.respond(session, ctx, &error).await;
         };
-        match ctx.policy.cors.check_preflight(&origin, &method, requested.as_ref()) {
+        match ctx
+            .policy
+            .cors
+            .check_preflight(&origin, &method, requested.as_ref())
+        {
             Ok(()) => {
                 ctx.cors = CorsOutcome::Allowed(origin.clone());
                 self.respond_preflight(session, ctx, &origin).await
@@ -169,11 +192,20 @@ impl Gateway {
             Err(reason) => {
                 self.record_cors_refusal(ctx, Some(&origin), reason);
                 ctx.cors = CorsOutcome::Refused(reason);
-                let error = GatewayError::new(StatusCode::FORBIDDEN, reason.error_code(), reason.message());
+                let error =
+                    GatewayError::new(StatusCode::FORBIDDEN, reason.error_code(), reason.message());
                 self.respond(session, ctx, &error).await
             }
         }
     }
+}
+
+/// Total size of header names and values, as counted against `server.max_header_bytes`.
+fn header_bytes(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum()
 }
 
 /// Maps a proxying failure to the answer and the `kind` label of
@@ -192,18 +224,29 @@ fn classify(error: &Error, upstream: &str) -> Option<(GatewayError, Option<&'sta
     }
     match error.esource() {
         ErrorSource::Upstream => Some(match etype {
-            ConnectTimedout | TLSHandshakeTimedout => {
-                (GatewayError::upstream_timeout(upstream), Some("connect_timeout"))
-            }
-            ReadTimedout => (GatewayError::upstream_timeout(upstream), Some("read_timeout")),
-            WriteTimedout => (GatewayError::upstream_timeout(upstream), Some("write_timeout")),
-            ConnectRefused => (GatewayError::upstream_unreachable(upstream), Some("connect_refused")),
+            ConnectTimedout | TLSHandshakeTimedout => (
+                GatewayError::upstream_timeout(upstream),
+                Some("connect_timeout"),
+            ),
+            ReadTimedout => (
+                GatewayError::upstream_timeout(upstream),
+                Some("read_timeout"),
+            ),
+            WriteTimedout => (
+                GatewayError::upstream_timeout(upstream),
+                Some("write_timeout"),
+            ),
+            ConnectRefused => (
+                GatewayError::upstream_unreachable(upstream),
+                Some("connect_refused"),
+            ),
             TLSHandshakeFailure | InvalidCert | HandshakeError | TLSWantX509Lookup => {
                 (GatewayError::upstream_unreachable(upstream), Some("tls"))
             }
-            ConnectNoRoute | ConnectError | ConnectProxyFailure | SocketError | BindError => {
-                (GatewayError::upstream_unreachable(upstream), Some("connect_error"))
-            }
+            ConnectNoRoute | ConnectError | ConnectProxyFailure | SocketError | BindError => (
+                GatewayError::upstream_unreachable(upstream),
+                Some("connect_error"),
+            ),
             _ => (GatewayError::upstream_error(upstream), Some("bad_response")),
         }),
         ErrorSource::Downstream => match etype {
@@ -231,9 +274,17 @@ impl ProxyHttp for Gateway {
     /// Request id, path check, route, CORS. Returns `true` when the gateway answered.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let request = session.req_header();
-        ctx.request_id = Some(RequestId::from_client(request.headers.get(request_id::HEADER)));
+        ctx.request_id = Some(RequestId::from_client(
+            request.headers.get(request_id::HEADER),
+        ));
+        if header_bytes(&request.headers) > ctx.policy.server.max_header_bytes {
+            self.respond(session, ctx, &GatewayError::headers_too_large())
+                .await?;
+            return Ok(true);
+        }
         if !is_safe_path(request.uri.path()) {
-            self.respond(session, ctx, &GatewayError::bad_path()).await?;
+            self.respond(session, ctx, &GatewayError::bad_path())
+                .await?;
             return Ok(true);
         }
         let found = ctx.policy.router.find(request.uri.path(), &request.method);
@@ -245,33 +296,44 @@ impl ProxyHttp for Gateway {
             self.handle_preflight(session, ctx).await?;
             return Ok(true);
         }
-        let origin = request.headers.get(header::ORIGIN);
+        let origin = OriginHeader::of(&request.headers);
         ctx.cors = ctx.policy.cors.check_actual(origin);
         if let CorsOutcome::Refused(reason) = ctx.cors {
-            let origin = origin.cloned();
+            let origin = origin.value().cloned();
             self.record_cors_refusal(ctx, origin.as_ref(), reason);
         }
 
         match found {
             RouteMatch::Found(_) => Ok(false),
             RouteMatch::MethodNotAllowed(allow) => {
-                self.respond(session, ctx, &GatewayError::method_not_allowed(allow)).await?;
+                self.respond(session, ctx, &GatewayError::method_not_allowed(allow))
+                    .await?;
                 Ok(true)
             }
             RouteMatch::NotFound => {
-                self.respond(session, ctx, &GatewayError::route_not_found()).await?;
+                self.respond(session, ctx, &GatewayError::route_not_found())
+                    .await?;
                 Ok(true)
             }
         }
     }
 
     /// The matched route's upstream, at its next resolved address.
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         let upstream = ctx
             .route
             .and_then(|i| ctx.policy.router.get(i))
             .and_then(|route| ctx.policy.upstream(route.upstream))
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "request reached upstream_peer without a route"))?;
+            .ok_or_else(|| {
+                Error::explain(
+                    ErrorType::InternalError,
+                    "request reached upstream_peer without a route",
+                )
+            })?;
         match upstream.peer() {
             Some(peer) => Ok(Box::new(peer)),
             None => Err(Error::create(
@@ -307,9 +369,21 @@ impl ProxyHttp for Gateway {
             }
             upstream_request.insert_header(header::HOST, upstream.host_header.clone())?;
         }
-        if let Some(peer) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {
-            let xff = forwarded::forwarded_for(peer, incoming.get("x-forwarded-for"), &policy.trusted_proxies);
-            let proto = forwarded::forwarded_proto(peer, incoming.get("x-forwarded-proto"), &policy.trusted_proxies);
+        if let Some(peer) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+        {
+            let xff = forwarded::forwarded_for(
+                peer,
+                incoming.get("x-forwarded-for"),
+                &policy.trusted_proxies,
+            );
+            let proto = forwarded::forwarded_proto(
+                peer,
+                incoming.get("x-forwarded-proto"),
+                &policy.trusted_proxies,
+            );
             upstream_request.insert_header("x-forwarded-for", xff)?;
             upstream_request.insert_header("x-forwarded-proto", proto)?;
         }
@@ -327,7 +401,12 @@ impl ProxyHttp for Gateway {
     }
 
     /// Upstream unreachable → `502`, too slow → `504`, both with the JSON error body.
-    async fn fail_to_proxy(&self, session: &mut Session, error: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        error: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let upstream = ctx.upstream_name().to_owned();
         let Some((answer, kind)) = classify(error, &upstream) else {
             return FailToProxy {
@@ -364,7 +443,8 @@ impl ProxyHttp for Gateway {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let seconds = ctx.started.elapsed().as_secs_f64();
         let method = &session.req_header().method;
-        self.metrics.observe_request(ctx.route_name(), method, status, seconds);
+        self.metrics
+            .observe_request(ctx.route_name(), method, status, seconds);
         tracing::debug!(
             target: "gardien::access",
             method = %method,

@@ -64,7 +64,10 @@ impl Router {
             } else if let Some(first) = names.iter().position(|n| *n == spec.name) {
                 diag.error(
                     path("name"),
-                    format!("duplicate route name `{}` (also routes[{first}])", spec.name),
+                    format!(
+                        "duplicate route name `{}` (also routes[{first}])",
+                        spec.name
+                    ),
                 );
                 ok = false;
             }
@@ -81,13 +84,18 @@ impl Router {
             }
             let upstream = upstreams.iter().position(|u| *u == spec.upstream);
             if upstream.is_none() {
-                let suggestion = crate::policy::suggest(&spec.upstream, upstreams.iter().map(String::as_str));
+                let suggestion =
+                    crate::policy::suggest(&spec.upstream, upstreams.iter().map(String::as_str));
                 diag.error(
                     path("upstream"),
                     format!(
                         "unknown upstream `{}`; defined: {}{suggestion}",
                         spec.upstream,
-                        if upstreams.is_empty() { "none".to_owned() } else { upstreams.join(", ") }
+                        if upstreams.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            upstreams.join(", ")
+                        }
                     ),
                 );
                 ok = false;
@@ -95,7 +103,10 @@ impl Router {
             let methods = match &spec.methods {
                 None => None,
                 Some(list) if list.is_empty() => {
-                    diag.error(path("methods"), "an empty list takes no request; leave `methods` out to take every method");
+                    diag.error(
+                        path("methods"),
+                        "an empty list takes no request; leave `methods` out to take every method",
+                    );
                     ok = false;
                     None
                 }
@@ -105,7 +116,10 @@ impl Router {
                         match Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes()) {
                             Ok(method) => methods.push(method),
                             Err(_) => {
-                                diag.error(format!("routes[{i}].methods[{j}]"), format!("`{m}` is not an HTTP method"));
+                                diag.error(
+                                    format!("routes[{i}].methods[{j}]"),
+                                    format!("`{m}` is not an HTTP method"),
+                                );
                                 ok = false;
                             }
                         }
@@ -343,7 +357,14 @@ mod tests {
         ] {
             assert!(!is_safe_path(bad), "{bad:?} must be refused");
         }
-        for good in ["/", "/api/", "/api/reports", "/api/v1.2/x", "/api/..x/y", "/a%20b"] {
+        for good in [
+            "/",
+            "/api/",
+            "/api/reports",
+            "/api/v1.2/x",
+            "/api/..x/y",
+            "/a%20b",
+        ] {
             assert!(is_safe_path(good), "{good:?} must pass");
         }
     }

@@ -39,8 +39,15 @@ pub enum StartError {
 pub fn run(policy: Policy) -> Result<(), StartError> {
     // Pingora reports a busy port by panicking deep inside a service; try both addresses
     // first so the operator gets one clear line instead.
-    for (address, what) in [(policy.listen, "listen"), (policy.admin_listen, "admin_listen")] {
-        TcpListener::bind(address).map_err(|source| StartError::Listen { address, what, source })?;
+    for (address, what) in [
+        (policy.listen, "listen"),
+        (policy.admin_listen, "admin_listen"),
+    ] {
+        TcpListener::bind(address).map_err(|source| StartError::Listen {
+            address,
+            what,
+            source,
+        })?;
     }
     resolve_upstreams_before_start(&policy)?;
 

@@ -55,7 +55,10 @@ impl Upstream {
         if !spec.url.contains("://") {
             diag.error(
                 path,
-                format!("`{}` has no scheme: write it as http://{0} or https://{0}", spec.url.trim()),
+                format!(
+                    "`{}` has no scheme: write it as http://{0} or https://{0}",
+                    spec.url.trim()
+                ),
             );
             return None;
         }
@@ -70,7 +73,10 @@ impl Upstream {
             "http" => false,
             "https" => true,
             other => {
-                diag.error(path, format!("scheme `{other}` is not supported: use http:// or https://"));
+                diag.error(
+                    path,
+                    format!("scheme `{other}` is not supported: use http:// or https://"),
+                );
                 return None;
             }
         };
@@ -85,11 +91,16 @@ impl Upstream {
             );
             return None;
         }
-        let Some(host) = url.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned()) else {
+        let Some(host) = url
+            .host_str()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+        else {
             diag.error(path, "an upstream URL needs a host");
             return None;
         };
-        let port = url.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
+        let port = url
+            .port_or_known_default()
+            .unwrap_or(if tls { 443 } else { 80 });
         let host_header = match url.port() {
             Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_owned(),
@@ -98,11 +109,18 @@ impl Upstream {
         let ip: Option<IpAddr> = host.parse().ok();
         let tls_verify = spec.tls_verify.unwrap_or(true);
         if spec.tls_verify.is_some() && !tls {
-            diag.warn(format!("upstreams.{name}.tls_verify"), "has no effect on an http:// upstream");
+            diag.warn(
+                format!("upstreams.{name}.tls_verify"),
+                "has no effect on an http:// upstream",
+            );
         }
         let upstream = Upstream {
             name: name.to_owned(),
-            url: format!("{}://{}:{port}", url.scheme(), url.host_str().unwrap_or_default()),
+            url: format!(
+                "{}://{}:{port}",
+                url.scheme(),
+                url.host_str().unwrap_or_default()
+            ),
             tls,
             host,
             port,
@@ -115,7 +133,10 @@ impl Upstream {
             tls_verify,
             dns_refresh: spec.dns_refresh.unwrap_or(DEFAULT_DNS_REFRESH),
             needs_dns: ip.is_none(),
-            addresses: ArcSwap::from_pointee(ip.map(|ip| vec![SocketAddr::new(ip, port)]).unwrap_or_default()),
+            addresses: ArcSwap::from_pointee(
+                ip.map(|ip| vec![SocketAddr::new(ip, port)])
+                    .unwrap_or_default(),
+            ),
             next: AtomicUsize::new(0),
         };
         for (field, value) in [
@@ -145,7 +166,10 @@ impl Upstream {
             .await?
             .collect();
         if found.is_empty() {
-            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no address"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no address",
+            ));
         }
         let count = found.len();
         self.addresses.store(Arc::new(found));
@@ -210,7 +234,10 @@ mod tests {
         assert!(!up.needs_dns);
         assert_eq!(up.host_header, "127.0.0.1:3000");
         let peer = up.peer().expect("peer");
-        assert_eq!(peer.options.connection_timeout, Some(DEFAULT_CONNECT_TIMEOUT));
+        assert_eq!(
+            peer.options.connection_timeout,
+            Some(DEFAULT_CONNECT_TIMEOUT)
+        );
     }
 
     #[test]

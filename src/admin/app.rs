@@ -40,7 +40,10 @@ impl AdminApp {
         }
         let failing: Vec<_> = upstreams.iter().filter(|u| !u.ready).cloned().collect();
         if failing.is_empty() {
-            json_response(StatusCode::OK, &json!({"status": "ready", "upstreams": upstreams}))
+            json_response(
+                StatusCode::OK,
+                &json!({"status": "ready", "upstreams": upstreams}),
+            )
         } else {
             json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -103,7 +106,11 @@ impl ServeHttp for AdminApp {
         match request.uri.path() {
             "/healthz" => json_response(StatusCode::OK, &json!({"status": "ok"})),
             "/readyz" => self.readyz().await,
-            "/metrics" => response(StatusCode::OK, "text/plain; version=0.0.4", self.metrics.render()),
+            "/metrics" => response(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                self.metrics.render(),
+            ),
             "/status" => self.status(),
             _ => json_response(
                 StatusCode::NOT_FOUND,
@@ -114,7 +121,11 @@ impl ServeHttp for AdminApp {
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Vec<u8>> {
-    response(status, "application/json", serde_json::to_vec(body).unwrap_or_default())
+    response(
+        status,
+        "application/json",
+        serde_json::to_vec(body).unwrap_or_default(),
+    )
 }
 
 fn response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {

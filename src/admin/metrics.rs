@@ -6,8 +6,7 @@
 
 use http::Method;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::edge::cors::CorsRefusal;
@@ -32,7 +31,10 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("gardien_requests_total", "Requests answered, by route, method and status class"),
+            Opts::new(
+                "gardien_requests_total",
+                "Requests answered, by route, method and status class",
+            ),
             &["route", "method", "status"],
         )?;
         let duration = HistogramVec::new(
@@ -44,15 +46,24 @@ impl Metrics {
             &["route"],
         )?;
         let upstream_errors = IntCounterVec::new(
-            Opts::new("gardien_upstream_errors_total", "Failed upstream exchanges, by upstream and kind"),
+            Opts::new(
+                "gardien_upstream_errors_total",
+                "Failed upstream exchanges, by upstream and kind",
+            ),
             &["upstream", "kind"],
         )?;
         let cors_rejections = IntCounterVec::new(
-            Opts::new("gardien_cors_rejections_total", "CORS requests refused, by reason"),
+            Opts::new(
+                "gardien_cors_rejections_total",
+                "CORS requests refused, by reason",
+            ),
             &["reason"],
         )?;
         let upstream_up = IntGaugeVec::new(
-            Opts::new("gardien_upstream_up", "1 when the last readiness probe reached the upstream"),
+            Opts::new(
+                "gardien_upstream_up",
+                "1 when the last readiness probe reached the upstream",
+            ),
             &["upstream"],
         )?;
         let policy_reloads = IntCounterVec::new(
@@ -89,15 +100,21 @@ impl Metrics {
     }
 
     pub fn upstream_error(&self, upstream: &str, kind: &str) {
-        self.upstream_errors.with_label_values(&[upstream, kind]).inc();
+        self.upstream_errors
+            .with_label_values(&[upstream, kind])
+            .inc();
     }
 
     pub fn cors_rejection(&self, reason: CorsRefusal) {
-        self.cors_rejections.with_label_values(&[reason.as_str()]).inc();
+        self.cors_rejections
+            .with_label_values(&[reason.as_str()])
+            .inc();
     }
 
     pub fn set_upstream_up(&self, upstream: &str, up: bool) {
-        self.upstream_up.with_label_values(&[upstream]).set(i64::from(up));
+        self.upstream_up
+            .with_label_values(&[upstream])
+            .set(i64::from(up));
     }
 
     pub fn policy_reload(&self, result: &str) {
@@ -146,10 +163,18 @@ mod tests {
     #[test]
     fn renders_counted_requests_with_bounded_labels() {
         let metrics = Metrics::new().expect("metrics");
-        metrics.observe_request("api", &Method::from_bytes(b"BREW").expect("method"), 503, 0.01);
+        metrics.observe_request(
+            "api",
+            &Method::from_bytes(b"BREW").expect("method"),
+            503,
+            0.01,
+        );
         metrics.cors_rejection(CorsRefusal::OriginNotAllowed);
         let text = String::from_utf8(metrics.render()).expect("utf8");
-        assert!(text.contains(r#"gardien_requests_total{method="OTHER",route="api",status="5xx"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"gardien_requests_total{method="OTHER",route="api",status="5xx"} 1"#),
+            "{text}"
+        );
         assert!(text.contains(r#"gardien_cors_rejections_total{reason="origin_not_allowed"} 1"#));
         assert!(text.contains(r#"gardien_cors_rejections_total{reason="malformed_origin"} 0"#));
         assert!(text.contains("gardien_request_duration_seconds_bucket"));

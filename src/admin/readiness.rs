@@ -35,11 +35,14 @@ pub async fn probe_upstreams(policy: &Policy) -> Vec<UpstreamReadiness> {
                 None => Err("host name not resolved".to_owned()),
                 Some(&address) => connect(address).await,
             };
-            (index, UpstreamReadiness {
-                upstream: name,
-                ready: outcome.is_ok(),
-                error: outcome.err(),
-            })
+            (
+                index,
+                UpstreamReadiness {
+                    upstream: name,
+                    ready: outcome.is_ok(),
+                    error: outcome.err(),
+                },
+            )
         });
     }
     let mut results: Vec<(usize, UpstreamReadiness)> = probes.join_all().await;

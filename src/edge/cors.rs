@@ -73,9 +73,7 @@ impl CorsRefusal {
             CorsRefusal::MethodNotAllowed => {
                 "the requested method is not allowed by the CORS policy"
             }
-            CorsRefusal::HeaderNotAllowed => {
-                "a requested header is not allowed by the CORS policy"
-            }
+            CorsRefusal::HeaderNotAllowed => "a requested header is not allowed by the CORS policy",
         }
     }
 }
@@ -99,6 +97,34 @@ pub enum CorsOutcome {
     Allowed(HeaderValue),
     /// Refused: the response carries no CORS headers (the browser then blocks it).
     Refused(CorsRefusal),
+}
+
+/// The `Origin` header of a request. Browsers send at most one; a request with several is
+/// not from a browser and gets no CORS answer, rather than an echo of whichever came first.
+#[derive(Debug, Clone, Copy)]
+pub enum OriginHeader<'a> {
+    Absent,
+    One(&'a HeaderValue),
+    Repeated,
+}
+
+impl<'a> OriginHeader<'a> {
+    pub fn of(headers: &'a http::HeaderMap) -> Self {
+        let mut values = headers.get_all(header::ORIGIN).iter();
+        match (values.next(), values.next()) {
+            (None, _) => OriginHeader::Absent,
+            (Some(origin), None) => OriginHeader::One(origin),
+            (Some(_), Some(_)) => OriginHeader::Repeated,
+        }
+    }
+
+    /// The value, when there is exactly one.
+    pub fn value(self) -> Option<&'a HeaderValue> {
+        match self {
+            OriginHeader::One(origin) => Some(origin),
+            _ => None,
+        }
+    }
 }
 
 /// The validated `cors:` section, with every response header value prepared once.
@@ -172,7 +198,7 @@ impl CorsPolicy {
                 "`*` cannot be combined with `credentials: true`: browsers refuse a wildcard on credentialed requests; list the origins",
             );
         }
-        if origins.is_empty() {
+        if origins.is_empty() && diag.errors().len() == errors_before {
             diag.warn(
                 "cors.origins",
                 "no origin is allowed: every cross-origin request will be refused",
@@ -271,9 +297,11 @@ impl CorsPolicy {
     }
 
     /// Decides an actual (non-preflight) request from its `Origin` header.
-    pub fn check_actual(&self, origin: Option<&HeaderValue>) -> CorsOutcome {
-        let Some(origin) = origin else {
-            return CorsOutcome::NotCors;
+    pub fn check_actual(&self, origin: OriginHeader<'_>) -> CorsOutcome {
+        let origin = match origin {
+            OriginHeader::Absent => return CorsOutcome::NotCors,
+            OriginHeader::Repeated => return CorsOutcome::Refused(CorsRefusal::MalformedOrigin),
+            OriginHeader::One(origin) => origin,
         };
         match self.origins.check(origin.as_bytes()) {
             Ok(()) => CorsOutcome::Allowed(origin.clone()),
@@ -330,7 +358,10 @@ impl CorsPolicy {
         origin: &HeaderValue,
         response: &mut ResponseHeader,
     ) -> pingora::Result<()> {
-        response.insert_header(header::ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin(origin))?;
+        response.insert_header(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            self.allow_origin(origin),
+        )?;
         if self.credentials {
             response.insert_header(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE.clone())?;
         }
@@ -355,8 +386,10 @@ impl CorsPolicy {
     ) -> pingora::Result<()> {
         strip_cors_headers(response);
         if let CorsOutcome::Allowed(origin) = outcome {
-            response
-                .insert_header(header::ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin(origin))?;
+            response.insert_header(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                self.allow_origin(origin),
+            )?;
             if self.credentials {
                 response.insert_header(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE.clone())?;
             }
@@ -381,7 +414,7 @@ impl CorsPolicy {
     /// With `*` and no credentials every origin gets the same answer; otherwise the answer
     /// depends on the origin and caches must key on it.
     fn varies_by_origin(&self) -> bool {
-        !(self.origins.allows_any() && !self.credentials)
+        !self.origins.allows_any() || self.credentials
     }
 }
 
@@ -520,7 +553,7 @@ mod tests {
             .insert_header("Access-Control-Allow-Methods", "*")
             .expect("insert");
         response.insert_header("Vary", "Accept").expect("insert");
-        let outcome = policy.check_actual(Some(&hv("https://app.example.com")));
+        let outcome = policy.check_actual(OriginHeader::One(&hv("https://app.example.com")));
         policy
             .write_response_headers(&outcome, &mut response)
             .expect("headers");
@@ -549,7 +582,7 @@ mod tests {
         response
             .insert_header("Access-Control-Allow-Origin", "*")
             .expect("insert");
-        let outcome = policy.check_actual(Some(&hv("https://evil.test")));
+        let outcome = policy.check_actual(OriginHeader::One(&hv("https://evil.test")));
         assert!(matches!(
             outcome,
             CorsOutcome::Refused(CorsRefusal::OriginNotAllowed)
@@ -568,7 +601,7 @@ mod tests {
     fn wildcard_without_credentials_answers_star() {
         let policy = compile(&spec(&["*"], false));
         let mut response = ResponseHeader::build(200, None).expect("response");
-        let outcome = policy.check_actual(Some(&hv("https://any.test")));
+        let outcome = policy.check_actual(OriginHeader::One(&hv("https://any.test")));
         policy
             .write_response_headers(&outcome, &mut response)
             .expect("headers");
@@ -583,8 +616,7 @@ mod tests {
     fn wildcard_with_credentials_is_refused() {
         let mut diag = Diagnostics::default();
         let env: HashMap<String, String> = HashMap::new();
-        let policy =
-            CorsPolicy::compile(&spec(&["*"], true), Environment::Dev, &env, &mut diag);
+        let policy = CorsPolicy::compile(&spec(&["*"], true), Environment::Dev, &env, &mut diag);
         assert!(policy.is_none());
         assert_eq!(diag.errors()[0].path, "cors.origins");
     }
@@ -600,7 +632,7 @@ mod tests {
         let mut diag = Diagnostics::default();
         let policy = CorsPolicy::compile(&s, Environment::Dev, &env, &mut diag).expect("dev");
         assert!(matches!(
-            policy.check_actual(Some(&hv("https://b.example.com"))),
+            policy.check_actual(OriginHeader::One(&hv("https://b.example.com"))),
             CorsOutcome::Allowed(_)
         ));
         assert_eq!(diag.warnings().len(), 1);

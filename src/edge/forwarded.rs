@@ -128,8 +128,14 @@ mod tests {
     fn proto_is_believed_only_from_trusted_peers() {
         let t = trusted(&["10.0.0.0/8"]);
         let https = HeaderValue::from_static("https");
-        assert_eq!(forwarded_proto("10.1.1.1".parse().expect("ip"), Some(&https), &t), "https");
-        assert_eq!(forwarded_proto("8.8.8.8".parse().expect("ip"), Some(&https), &t), "http");
+        assert_eq!(
+            forwarded_proto("10.1.1.1".parse().expect("ip"), Some(&https), &t),
+            "https"
+        );
+        assert_eq!(
+            forwarded_proto("8.8.8.8".parse().expect("ip"), Some(&https), &t),
+            "http"
+        );
     }
 
     #[test]

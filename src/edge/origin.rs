@@ -149,7 +149,9 @@ fn is_valid_host(host: &[u8]) -> bool {
             && label.len() <= 63
             && label.first() != Some(&b'-')
             && label.last() != Some(&b'-')
-            && label.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
     })
 }
 
@@ -266,7 +268,9 @@ impl AllowedOrigin {
         };
         let host = String::from_utf8_lossy(host).to_ascii_lowercase();
         if host == "*" {
-            return Err("a subdomain pattern needs a domain after `*.`, as in https://*.example.com".into());
+            return Err(
+                "a subdomain pattern needs a domain after `*.`, as in https://*.example.com".into(),
+            );
         }
         if let Some(suffix) = host.strip_prefix("*.") {
             return Self::pattern(scheme, suffix, port);
@@ -404,8 +408,14 @@ mod tests {
     fn exact_origins_compare_scheme_host_and_port() {
         let s = set(&["https://app.example.com", "http://localhost:5173"]);
         assert!(allowed(&s, "https://app.example.com"));
-        assert!(allowed(&s, "https://APP.Example.COM"), "host is case-insensitive");
-        assert!(allowed(&s, "HTTPS://app.example.com"), "scheme is case-insensitive");
+        assert!(
+            allowed(&s, "https://APP.Example.COM"),
+            "host is case-insensitive"
+        );
+        assert!(
+            allowed(&s, "HTTPS://app.example.com"),
+            "scheme is case-insensitive"
+        );
         assert!(allowed(&s, "https://app.example.com:443"), "default port");
         assert!(!allowed(&s, "http://app.example.com"), "other scheme");
         assert!(!allowed(&s, "https://app.example.com:8443"), "other port");

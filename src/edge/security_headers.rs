@@ -172,7 +172,10 @@ impl SecurityHeaders {
 mod tests {
     use super::*;
 
-    fn compile(spec: &SecurityHeadersSpec, env: Environment) -> (Option<SecurityHeaders>, Diagnostics) {
+    fn compile(
+        spec: &SecurityHeadersSpec,
+        env: Environment,
+    ) -> (Option<SecurityHeaders>, Diagnostics) {
         let mut diag = Diagnostics::default();
         (SecurityHeaders::compile(spec, env, &mut diag), diag)
     }
@@ -180,8 +183,12 @@ mod tests {
     fn applied(headers: &SecurityHeaders) -> ResponseHeader {
         let mut response = ResponseHeader::build(200, None).expect("response");
         response.insert_header("Server", "Express").expect("insert");
-        response.insert_header("X-Powered-By", "Express").expect("insert");
-        response.insert_header("X-Frame-Options", "ALLOWALL").expect("insert");
+        response
+            .insert_header("X-Powered-By", "Express")
+            .expect("insert");
+        response
+            .insert_header("X-Frame-Options", "ALLOWALL")
+            .expect("insert");
         headers.apply(&mut response).expect("apply");
         response
     }
@@ -191,7 +198,10 @@ mod tests {
         let (dev, _) = compile(&SecurityHeadersSpec::default(), Environment::Dev);
         let dev = applied(&dev.expect("dev"));
         assert!(dev.headers.get("strict-transport-security").is_none());
-        assert_eq!(dev.headers.get("x-content-type-options").expect("nosniff"), "nosniff");
+        assert_eq!(
+            dev.headers.get("x-content-type-options").expect("nosniff"),
+            "nosniff"
+        );
         assert_eq!(dev.headers.get_all("x-frame-options").iter().count(), 1);
         assert_eq!(dev.headers.get("x-frame-options").expect("xfo"), "DENY");
         assert!(dev.headers.get("server").is_none());
@@ -218,11 +228,17 @@ mod tests {
         let (headers, _) = compile(&spec, Environment::Staging);
         let response = applied(&headers.expect("compiles"));
         assert_eq!(
-            response.headers.get("x-frame-options").expect("upstream's kept"),
+            response
+                .headers
+                .get("x-frame-options")
+                .expect("upstream's kept"),
             "ALLOWALL",
             "`off`: the gateway neither sets nor removes the header"
         );
-        assert_eq!(response.headers.get("referrer-policy").expect("rp"), "strict-origin");
+        assert_eq!(
+            response.headers.get("referrer-policy").expect("rp"),
+            "strict-origin"
+        );
     }
 
     #[test]

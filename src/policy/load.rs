@@ -33,6 +33,7 @@ const SECTIONS: [&str; 9] = [
 ];
 
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// A policy that loaded, with the warnings found on the way.
 #[derive(Debug)]
@@ -164,7 +165,10 @@ fn read_sections(root: Value, diag: &mut Diagnostics) -> Sections {
             return s;
         }
         _ => {
-            diag.error("policy", "a policy is a YAML mapping of sections (environment:, listen:, …)");
+            diag.error(
+                "policy",
+                "a policy is a YAML mapping of sections (environment:, listen:, …)",
+            );
             return s;
         }
     };
@@ -200,7 +204,13 @@ fn read_sections(root: Value, diag: &mut Diagnostics) -> Sections {
             ),
         }
     }
-    for required in ["environment", "listen", "admin_listen", "upstreams", "routes"] {
+    for required in [
+        "environment",
+        "listen",
+        "admin_listen",
+        "upstreams",
+        "routes",
+    ] {
         let missing = match required {
             "environment" => s.environment.is_none(),
             "listen" => s.listen.is_none(),
@@ -215,19 +225,49 @@ fn read_sections(root: Value, diag: &mut Diagnostics) -> Sections {
     s
 }
 
-/// Deserializes one value, reporting a failure at `path` + the path inside the value.
+/// Deserializes one section, reporting each failure at `path` + the path inside it.
+///
+/// serde stops at the first error, but ops need every problem in one run: after an error
+/// in a field of a mapping, that field is dropped and the section read again, so the other
+/// fields are still read and validated (the policy is refused anyway). A field dropped
+/// this way is not reported a second time as missing.
 fn section<T: DeserializeOwned>(value: Value, path: &str, diag: &mut Diagnostics) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let full = match inner.as_str() {
-                "." => path.to_owned(),
-                i if i.starts_with('[') => format!("{path}{i}"),
-                i => format!("{path}.{i}"),
-            };
-            diag.error(full, e.into_inner().to_string());
-            None
+    let mut value = value;
+    let mut dropped: Vec<String> = Vec::new();
+    loop {
+        let error = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(parsed) => return Some(parsed),
+            Err(error) => error,
+        };
+        let message = error.inner().to_string();
+        let repeats_a_dropped_field = dropped
+            .iter()
+            .any(|field| message == format!("missing field `{field}`"));
+        if repeats_a_dropped_field {
+            return None;
+        }
+        let inner = error.path().to_string();
+        let full = match inner.as_str() {
+            "." => path.to_owned(),
+            i if i.starts_with('[') => format!("{path}{i}"),
+            i => format!("{path}.{i}"),
+        };
+        diag.error(full, message);
+        let first_field = error
+            .path()
+            .iter()
+            .next()
+            .and_then(|segment| match segment {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                _ => None,
+            });
+        let removed = match (&first_field, &mut value) {
+            (Some(field), Value::Mapping(map)) => map.remove(field.as_str()).is_some(),
+            _ => false,
+        };
+        match first_field {
+            Some(field) if removed => dropped.push(field),
+            _ => return None,
         }
     }
 }
@@ -263,7 +303,10 @@ fn read_routes(value: Value, diag: &mut Diagnostics) -> Vec<RouteSpec> {
 
 fn compile(s: Sections, env: &dyn Env, diag: &mut Diagnostics) -> Option<Policy> {
     let environment = s.environment.unwrap_or(Environment::Production);
-    let listen = s.listen.as_deref().and_then(|a| socket_addr(a, "listen", diag));
+    let listen = s
+        .listen
+        .as_deref()
+        .and_then(|a| socket_addr(a, "listen", diag));
     let admin_listen = s
         .admin_listen
         .as_deref()
@@ -278,7 +321,10 @@ fn compile(s: Sections, env: &dyn Env, diag: &mut Diagnostics) -> Option<Policy>
     let names: Vec<String> = s.upstreams.iter().map(|(name, _)| name.clone()).collect();
     let mut upstreams = Vec::with_capacity(s.upstreams.len());
     for (name, spec) in &s.upstreams {
-        if let Some(upstream) = spec.as_ref().and_then(|spec| Upstream::compile(name, spec, diag)) {
+        if let Some(upstream) = spec
+            .as_ref()
+            .and_then(|spec| Upstream::compile(name, spec, diag))
+        {
             upstreams.push(upstream);
         }
     }
@@ -332,7 +378,15 @@ fn server_settings(spec: &ServerSpec, diag: &mut Diagnostics) -> ServerSettings 
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
+    let max_header_bytes = spec.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES);
+    if max_header_bytes < 1024 {
+        diag.error(
+            "server.max_header_bytes",
+            "must be at least 1024: browsers alone send several hundred bytes",
+        );
+    }
     ServerSettings {
+        max_header_bytes,
         threads,
         graceful_shutdown_timeout: spec
             .graceful_shutdown_timeout
@@ -365,7 +419,11 @@ cors:
     fn problems(text: &str, env: &HashMap<String, String>) -> Vec<(String, String)> {
         match parse(text, env) {
             Ok(_) => panic!("policy should be refused"),
-            Err(e) => e.problems.into_iter().map(|p| (p.path, p.message)).collect(),
+            Err(e) => e
+                .problems
+                .into_iter()
+                .map(|p| (p.path, p.message))
+                .collect(),
         }
     }
 
@@ -378,7 +436,9 @@ cors:
 
     #[test]
     fn typos_are_errors_with_suggestions() {
-        let text = MINIMAL.replace("cors:\n  origins:", "cors:\n  orgins:").replace("routes:", "routs:");
+        let text = MINIMAL
+            .replace("cors:\n  origins:", "cors:\n  orgins:")
+            .replace("routes:", "routs:");
         let found = problems(&text, &no_env());
         let paths: Vec<_> = found.iter().map(|(p, _)| p.as_str()).collect();
         assert!(paths.contains(&"routs"), "{found:?}");
@@ -395,7 +455,11 @@ cors:
         ) + "server: { threads: many }\n";
         let found = problems(&text, &no_env());
         let paths: Vec<_> = found.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(paths, vec!["upstreams.api.connect_timeout", "server.threads"], "{found:?}");
+        assert_eq!(
+            paths,
+            vec!["upstreams.api.connect_timeout", "server.threads"],
+            "{found:?}"
+        );
     }
 
     #[test]
@@ -431,7 +495,10 @@ cors:
     #[test]
     fn whole_references_become_numbers_and_booleans() {
         let text = MINIMAL.to_owned() + "server: { threads: \"${THREADS:-3}\" }\n";
-        let text = text.replace("  origins:", "  credentials: \"${CREDS:-true}\"\n  origins:");
+        let text = text.replace(
+            "  origins:",
+            "  credentials: \"${CREDS:-true}\"\n  origins:",
+        );
         let loaded = parse(&text, &no_env()).expect("valid");
         assert_eq!(loaded.policy.server.threads, 3);
     }
@@ -439,7 +506,10 @@ cors:
     #[test]
     fn environment_values_are_read() {
         let env = HashMap::from([("GARDIEN_LISTEN".to_owned(), "127.0.0.1:18080".to_owned())]);
-        let text = MINIMAL.replace("\"127.0.0.1:8080\"", "\"${GARDIEN_LISTEN:-127.0.0.1:8080}\"");
+        let text = MINIMAL.replace(
+            "\"127.0.0.1:8080\"",
+            "\"${GARDIEN_LISTEN:-127.0.0.1:8080}\"",
+        );
         let loaded = parse(&text, &env).expect("valid");
         assert_eq!(loaded.policy.listen.port(), 18080);
     }
@@ -457,21 +527,37 @@ cors:
     fn missing_required_sections_are_named() {
         let found = problems("environment: dev\n", &no_env());
         let paths: Vec<_> = found.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(paths, vec!["listen", "admin_listen", "upstreams", "routes"], "{found:?}");
+        assert_eq!(
+            paths,
+            vec!["listen", "admin_listen", "upstreams", "routes"],
+            "{found:?}"
+        );
     }
 
     #[test]
     fn shipped_policies_are_valid_with_their_environment() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
         let env = HashMap::from([
-            ("API_UPSTREAM_URL".to_owned(), "https://api.example.run.app".to_owned()),
-            ("BACKEND_UPSTREAM_URL".to_owned(), "http://10.0.0.5:8081".to_owned()),
-            ("FRONTEND_URL".to_owned(), "https://app.example.com".to_owned()),
-            ("FRONTEND_URL_PROD".to_owned(), "https://www.example.com".to_owned()),
+            (
+                "API_UPSTREAM_URL".to_owned(),
+                "https://api.example.run.app".to_owned(),
+            ),
+            (
+                "BACKEND_UPSTREAM_URL".to_owned(),
+                "http://10.0.0.5:8081".to_owned(),
+            ),
+            (
+                "FRONTEND_URL".to_owned(),
+                "https://app.example.com".to_owned(),
+            ),
+            (
+                "FRONTEND_URL_PROD".to_owned(),
+                "https://www.example.com".to_owned(),
+            ),
         ]);
         for name in ["dev.yaml", "staging.yaml", "production.yaml"] {
-            let loaded = load_file(&root.join(name), &env)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let loaded =
+                load_file(&root.join(name), &env).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(loaded.warnings.is_empty(), "{name}: {:?}", loaded.warnings);
         }
         let dev = load_file(&root.join("dev.yaml"), &no_env()).expect("dev needs no variable");

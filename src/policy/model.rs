@@ -33,6 +33,7 @@ pub struct Policy {
 pub struct ServerSettings {
     pub threads: usize,
     pub graceful_shutdown_timeout: Duration,
+    pub max_header_bytes: usize,
 }
 
 impl Policy {

@@ -125,4 +125,7 @@ pub struct ServerSpec {
     /// On SIGTERM, how long to keep serving in-flight requests. Default 5s.
     #[serde(default, with = "humantime_serde")]
     pub graceful_shutdown_timeout: Option<Duration>,
+    /// Largest total size of a request's header names and values; larger requests get
+    /// `431`. Default 65536 (64 KiB).
+    pub max_header_bytes: Option<usize>,
 }

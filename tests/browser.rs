@@ -1,0 +1,489 @@
+//! A real browser through the real gateway: headless Debian Chromium, driven over WebDriver
+//! by `chromedriver`, loads a frontend page from another origin and calls the demo API
+//! through `gardien run --policy policies/dev.yaml` with `fetch(..., {credentials: 'include'})`.
+//!
+//! From the allowed origin (`http://localhost:5173`, or `FRONTEND_URL` when 5173 is busy)
+//! sign-up and login succeed and the page reads the token. From a refused origin the
+//! browser itself blocks the fetch, and the gateway counts the refusal.
+//!
+//! Needs `/usr/bin/chromium`, `/usr/bin/chromedriver` (`make test` installs them) and the
+//! `demo_api` example binary (`cargo test` builds it; `cargo build --examples` otherwise).
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::response::Html;
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+use support::{client, free_port, GatewayProcess};
+
+/// The Debian browser the test drives; not a downloaded one, so it matches the driver.
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// Debian's `chromium-driver`, built from the same source as `CHROMIUM`.
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The frontend served on both origins; it exposes `window.signUpAndLogIn`.
+const PAGE: &str = include_str!("browser/index.html");
+/// The Vite dev server origin that `policies/dev.yaml` allows literally.
+const VITE_PORT: u16 = 5173;
+/// Password for the test accounts; the demo API wants 8 to 128 characters.
+const PASSWORD: &str = "correct horse battery staple";
+/// The counter the gateway bumps when it refuses an origin.
+const REFUSED_SERIES: &str = r#"gardien_cors_rejections_total{reason="origin_not_allowed"}"#;
+/// Upper bound for the whole test, so a wedged browser fails it instead of hanging CI.
+const WHOLE_TEST: Duration = Duration::from_secs(100);
+/// How long one `execute_async` may run: two fetches plus argon2 on a debug build.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long any helper process gets to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Calls the page's function and hands its summary to WebDriver's callback. A missing
+/// function or a thrown error becomes `{fatal}`, so the test reports it instead of timing out.
+const RUN_PAGE_SCRIPT: &str = r#"
+const [gateway, email, password, done] = arguments;
+if (typeof window.signUpAndLogIn !== "function") {
+  done({ fatal: "window.signUpAndLogIn is missing: the page did not load" });
+} else {
+  window.signUpAndLogIn(gateway, email, password).then(done, (e) => done({ fatal: String(e) }));
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_signs_up_and_logs_in_from_allowed_origin_only() {
+    require_browser();
+    tokio::time::timeout(WHOLE_TEST, scenario())
+        .await
+        .expect("the browser test finished within its time budget");
+}
+
+/// The whole test; every process it starts is killed on drop, even when it panics.
+async fn scenario() {
+    let started = Instant::now();
+    let demo = DemoApi::start().await;
+
+    // The allowed origin is the literal one of dev.yaml when its port is free; otherwise an
+    // ephemeral port, allowed through `FRONTEND_URL` (which exercises `origins_from_env`).
+    let (allowed_port, allowed_listeners) = match bind_localhost(VITE_PORT) {
+        Some(listeners) => (VITE_PORT, listeners),
+        None => bind_ephemeral_localhost(),
+    };
+    let (refused_port, refused_listeners) = bind_ephemeral_localhost();
+    serve_page(allowed_listeners);
+    serve_page(refused_listeners);
+    let allowed_origin = format!("http://localhost:{allowed_port}");
+    let refused_origin = format!("http://localhost:{refused_port}");
+
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/dev.yaml");
+    let api_url = demo.url();
+    // Nothing listens there: no request of this test is routed to the backend.
+    let backend_url = format!("http://127.0.0.1:{}", free_port());
+    let mut env = vec![
+        ("API_UPSTREAM_URL", api_url.as_str()),
+        ("BACKEND_UPSTREAM_URL", backend_url.as_str()),
+    ];
+    if allowed_port != VITE_PORT {
+        env.push(("FRONTEND_URL", allowed_origin.as_str()));
+    }
+    let gateway = GatewayProcess::start_file(
+        &policy,
+        &env,
+        tempfile::tempdir().expect("a tempdir for the gateway"),
+    )
+    .await;
+    let refused_before = metric(&gateway, REFUSED_SERIES).await;
+
+    let driver = ChromeDriver::start().await;
+    let browser = driver.session().await;
+    eprintln!(
+        "browser test: {allowed_origin} allowed, {refused_origin} refused, ready after {:?}",
+        started.elapsed()
+    );
+
+    // Collect both outcomes first and close the session before asserting, so a failed
+    // assertion never leaves a browser behind.
+    let unique = unique_suffix();
+    let allowed_email = format!("browser-allowed-{unique}@example.test");
+    let refused_email = format!("browser-refused-{unique}@example.test");
+    let allowed = run_page(&browser, &allowed_origin, &gateway.base, &allowed_email).await;
+    let refused = run_page(&browser, &refused_origin, &gateway.base, &refused_email).await;
+    let closed = tokio::time::timeout(Duration::from_secs(10), browser.close()).await;
+
+    let allowed = allowed.unwrap_or_else(|e| panic!("allowed origin: {e}\n{}", gateway.log()));
+    eprintln!("browser test: from {allowed_origin}: {allowed}");
+    assert_eq!(allowed["origin"], allowed_origin.as_str(), "{allowed}");
+    assert_eq!(allowed["register"]["status"], 201, "sign-up: {allowed}");
+    assert_eq!(allowed["login"]["status"], 200, "login: {allowed}");
+    assert_eq!(allowed["tokenRead"], true, "token: {allowed}");
+
+    let refused = refused.unwrap_or_else(|e| panic!("refused origin: {e}\n{}", gateway.log()));
+    eprintln!("browser test: from {refused_origin}: {refused}");
+    assert_eq!(refused["origin"], refused_origin.as_str(), "{refused}");
+    for step in ["register", "login"] {
+        assert_eq!(refused[step]["status"], Value::Null, "{step}: {refused}");
+        assert_eq!(
+            refused[step]["error"]["name"], "TypeError",
+            "{step}: {refused}"
+        );
+        assert_eq!(
+            refused[step]["error"]["message"], "Failed to fetch",
+            "{step}: {refused}"
+        );
+    }
+    assert_eq!(refused["tokenRead"], false, "{refused}");
+
+    // The browser blocked it because the gateway refused it (at the preflight), and the
+    // sign-up never reached the API: that account does not exist.
+    let refused_after = metric(&gateway, REFUSED_SERIES).await;
+    assert!(
+        refused_after > refused_before,
+        "{REFUSED_SERIES} went from {refused_before} to {refused_after}\n{}",
+        gateway.log()
+    );
+    let direct_login = client()
+        .post(format!("{}/api/auth/login", demo.url()))
+        .json(&json!({"email": refused_email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("a direct login to the demo API");
+    assert_eq!(
+        direct_login.status(),
+        401,
+        "the refused sign-up reached the API"
+    );
+
+    match closed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("closing the WebDriver session failed: {e}"),
+        Err(_) => panic!("closing the WebDriver session took over 10s"),
+    }
+    eprintln!("browser test: passed in {:?}", started.elapsed());
+}
+
+/// Fails (never skips) when the browser is missing: a skipped browser test looks green.
+fn require_browser() {
+    for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
+        assert!(
+            Path::new(path).exists(),
+            "{path} is missing: run `make test`, which installs Debian `{package}`"
+        );
+    }
+}
+
+/// Loads `origin`'s page in the browser and runs sign-up then login through `gateway`.
+/// Errors are returned as text, so the caller can close the session before failing.
+async fn run_page(
+    browser: &fantoccini::Client,
+    origin: &str,
+    gateway: &str,
+    email: &str,
+) -> Result<Value, String> {
+    browser
+        .goto(&format!("{origin}/"))
+        .await
+        .map_err(|e| format!("loading {origin}/: {e}"))?;
+    let summary = browser
+        .execute_async(
+            RUN_PAGE_SCRIPT,
+            vec![json!(gateway), json!(email), json!(PASSWORD)],
+        )
+        .await
+        .map_err(|e| format!("running the page script on {origin}: {e}"))?;
+    match summary.get("fatal") {
+        Some(fatal) => Err(format!("the page script on {origin} failed: {fatal}")),
+        None => Ok(summary),
+    }
+}
+
+/// A value for emails that no earlier run (the demo API keeps users in memory) has used.
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_nanos();
+    format!("{}-{nanos}", std::process::id())
+}
+
+/// One sample of the gateway's admin `/metrics`, 0 when the series is absent.
+async fn metric(gateway: &GatewayProcess, series: &str) -> f64 {
+    let text = client()
+        .get(gateway.admin_url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("the metrics text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series))
+        .map_or(0.0, |value| {
+            value.trim().parse().expect("a numeric metric value")
+        })
+}
+
+/// Binds `port` on both loopback addresses, or `None` if either is taken. Chromium may
+/// resolve `localhost` to `::1` first: a dev server holding only `[::1]:5173` must not
+/// answer in place of the test page. No IPv6 at all is fine.
+fn bind_localhost(port: u16) -> Option<Vec<TcpListener>> {
+    let v4 = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).ok()?;
+    match TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port))) {
+        Ok(v6) => Some(vec![v4, v6]),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => Some(vec![v4]),
+        Err(_) => None,
+    }
+}
+
+/// An ephemeral port bound on both loopback addresses (see [`bind_localhost`]).
+fn bind_ephemeral_localhost() -> (u16, Vec<TcpListener>) {
+    for _ in 0..20 {
+        let port = free_port();
+        if let Some(listeners) = bind_localhost(port) {
+            return (port, listeners);
+        }
+    }
+    panic!("no ephemeral port was free on both 127.0.0.1 and ::1 in 20 tries");
+}
+
+/// Serves the test page on `listeners` for the rest of the test.
+fn serve_page(listeners: Vec<TcpListener>) {
+    let app = Router::new().route("/", get(|| async { Html(PAGE) }));
+    for listener in listeners {
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking page listener");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio page listener");
+        let app = app.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+    }
+}
+
+/// Waits until something accepts TCP connections on `addr`, or `child` exits.
+async fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str, log: &Path) {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited with {status} before listening:\n{}",
+                read(log)
+            );
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} not listening on {addr} within {READY_TIMEOUT:?}:\n{}",
+            read(log)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A log file's text, for failure messages.
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The `demo_api` example (sign-up, login, JWKS) in a child process, killed on drop.
+struct DemoApi {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl DemoApi {
+    /// Starts the example binary that `cargo test` built next to this test, and waits for
+    /// the readiness line it prints on stdout.
+    async fn start() -> Self {
+        let binary = demo_api_binary();
+        let dir = tempfile::tempdir().expect("a tempdir for the demo API");
+        let log = dir.path().join("demo_api.log");
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut child = Command::new(&binary)
+            .env("DEMO_API_LISTEN", &listen)
+            .env("DEMO_API_ISSUER", format!("http://{listen}"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("the demo API log file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+        let stdout = child.stdout.take().expect("the demo API's stdout");
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        // Reads the readiness line, then drains stdout so the child never blocks on it.
+        std::thread::spawn(move || {
+            let mut ready_tx = Some(ready_tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("demo_api listening on http://") {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(addr.trim().to_owned());
+                    }
+                }
+            }
+        });
+        let mut demo = DemoApi {
+            child,
+            addr: String::new(),
+            _dir: dir,
+        };
+        match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
+            Ok(Ok(addr)) => demo.addr = addr,
+            Ok(Err(_)) => panic!("demo_api exited before listening:\n{}", read(&log)),
+            Err(_) => panic!("demo_api not ready in {READY_TIMEOUT:?}:\n{}", read(&log)),
+        }
+        assert_eq!(demo.addr, listen, "demo_api listens where it was told");
+        demo
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for DemoApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `target/debug/examples/demo_api`, found from this test binary in `target/debug/deps/`.
+fn demo_api_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let debug = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in target/<profile>/deps");
+    let binary = debug.join("examples").join("demo_api");
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build --examples` first",
+        binary.display()
+    );
+    binary
+}
+
+/// `chromedriver` in its own process group, killed with every browser process it started
+/// on drop: closing the session is the normal way out, this is the backstop.
+struct ChromeDriver {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    /// Chromium's profile, fresh per run so no state leaks between runs.
+    profile: PathBuf,
+    /// Holds the log and the profile; dropped after `Drop::drop` ended the processes.
+    _dir: tempfile::TempDir,
+}
+
+impl ChromeDriver {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a tempdir for chromedriver and Chromium");
+        let (log, profile) = (
+            dir.path().join("chromedriver.log"),
+            dir.path().join("profile"),
+        );
+        let port = free_port();
+        let mut child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own group, so drop can end chromedriver and every Chromium process at once.
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {CHROMEDRIVER}: {e}"));
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        wait_listening(addr, &mut child, "chromedriver", &log).await;
+        ChromeDriver {
+            child,
+            port,
+            log,
+            profile,
+            _dir: dir,
+        }
+    }
+
+    /// Opens a WebDriver session, which launches headless Chromium.
+    async fn session(&self) -> fantoccini::Client {
+        let mut capabilities = fantoccini::wd::Capabilities::new();
+        capabilities.insert(
+            "goog:chromeOptions".to_owned(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless",
+                    // Containers run as root without user namespaces: no sandbox possible.
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    // The Debian wrapper's /dev/shm size check misparses `findmnt` output
+                    // on some hosts; a small /dev/shm would crash tabs. Use /tmp instead.
+                    "--disable-dev-shm-usage",
+                    "--no-first-run",
+                    // No calls home: the test must work offline and stay quiet.
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-quic",
+                    // An HTTP(S)_PROXY in the environment must not carry loopback traffic.
+                    "--no-proxy-server",
+                    format!("--user-data-dir={}", self.profile.display()),
+                ],
+            }),
+        );
+        capabilities.insert(
+            "timeouts".to_owned(),
+            json!({
+                "script": SCRIPT_TIMEOUT.as_millis() as u64,
+                "pageLoad": 15_000,
+                "implicit": 0,
+            }),
+        );
+        let url = format!("http://127.0.0.1:{}", self.port);
+        // The build enables both of rustls' crypto providers (pingora brings `ring`, hyper-rustls
+        // `aws-lc-rs`), so rustls cannot pick one itself: install pingora's choice, as the
+        // gateway does. A no-op when already installed.
+        pingora::tls::install_default_crypto_provider();
+        let mut builder =
+            fantoccini::ClientBuilder::rustls().expect("a rustls WebDriver connector");
+        builder.capabilities(capabilities);
+        match tokio::time::timeout(READY_TIMEOUT, builder.connect(&url)).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => panic!("WebDriver session on {url}: {e}\n{}", self.log_tail()),
+            Err(_) => panic!(
+                "no WebDriver session within {READY_TIMEOUT:?}\n{}",
+                self.log_tail()
+            ),
+        }
+    }
+
+    /// The end of chromedriver's log, which says why Chromium did not start.
+    fn log_tail(&self) -> String {
+        let log = read(&self.log);
+        let start = log.len().saturating_sub(4000);
+        let start = (start..log.len())
+            .find(|i| log.is_char_boundary(*i))
+            .unwrap_or(log.len());
+        log[start..].to_owned()
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        // Negative pid = the whole process group that `process_group(0)` created.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

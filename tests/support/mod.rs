@@ -1,0 +1,353 @@
+//! Test support: a recording upstream, the real `gardien` binary started on ephemeral
+//! loopback ports, and small HTTP helpers. Every integration test starts real processes.
+
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("an ephemeral port")
+}
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    /// The gateway's end of the connection: distinct values = distinct connections.
+    pub peer: SocketAddr,
+    /// Lower-case names; repeated headers joined with ", ".
+    pub headers: HashMap<String, String>,
+}
+
+/// An HTTP upstream on loopback that records every request and answers like the existing
+/// Express API (`Access-Control-Allow-Origin: *`, `X-Powered-By: Express`).
+///
+/// Paths: `…/slow/<ms>` answers after that delay; `…/status/<code>` answers that status;
+/// anything else answers 200 with `{"method","path"}`.
+pub struct RecordingUpstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RecordingUpstream {
+    pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    pub async fn start_on(addr: &str) -> Self {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let app = Router::new().fallback(record).with_state(Arc::clone(&seen));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("upstream address");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        RecordingUpstream {
+            addr,
+            seen,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().expect("lock").len()
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().expect("lock").clone()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.requests().pop().expect("the upstream saw a request")
+    }
+
+    /// Stops listening; connections already open are closed when their requests end.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+async fn record(
+    State(seen): State<Arc<Mutex<Vec<Seen>>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let mut headers: HashMap<String, String> = HashMap::new();
+    for (name, value) in request.headers() {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        headers
+            .entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    let path = request.uri().path().to_owned();
+    let method = request.method().to_string();
+    seen.lock().expect("lock").push(Seen {
+        method: method.clone(),
+        path: path.clone(),
+        peer,
+        headers,
+    });
+    let mut status = StatusCode::OK;
+    if let Some(ms) = path
+        .split_once("/slow/")
+        .and_then(|(_, ms)| ms.parse().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(code) = path
+        .split_once("/status/")
+        .and_then(|(_, c)| c.parse().ok())
+    {
+        status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    }
+    let mut response = (
+        status,
+        axum::Json(serde_json::json!({"method": method, "path": path})),
+    )
+        .into_response();
+    let h = response.headers_mut();
+    h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    h.insert(
+        "access-control-allow-methods",
+        HeaderValue::from_static("*"),
+    );
+    h.insert("x-powered-by", HeaderValue::from_static("Express"));
+    h.insert("server", HeaderValue::from_static("Express/4.19"));
+    h.insert("vary", HeaderValue::from_static("Accept-Encoding"));
+    response
+}
+
+/// A policy for tests: the upstreams come from `API_UPSTREAM_URL` / `BACKEND_UPSTREAM_URL`,
+/// listeners from `GARDIEN_LISTEN` / `GARDIEN_ADMIN_LISTEN`.
+pub const TEST_POLICY: &str = r#"
+environment: dev
+listen: "${GARDIEN_LISTEN}"
+admin_listen: "${GARDIEN_ADMIN_LISTEN}"
+upstreams:
+  api: { url: "${API_UPSTREAM_URL}", connect_timeout: 1s, read_timeout: 1s }
+  backend: { url: "${BACKEND_UPSTREAM_URL}", connect_timeout: 1s, read_timeout: 1s }
+routes:
+  - { name: auth, prefix: /api/auth/, upstream: api }
+  - { name: reports, prefix: /api/reports, upstream: backend }
+  - { name: api, prefix: /api/, upstream: api }
+  - { name: readonly, prefix: /readonly, upstream: api, methods: [GET, HEAD] }
+cors:
+  origins:
+    - "http://localhost:5173"
+    - "https://app.example.com"
+    - "https://*.example.com"
+    - "https://*.partner.test:8443"
+  origins_from_env: [FRONTEND_URL]
+  credentials: true
+  methods: [GET, HEAD, POST, PUT, PATCH, DELETE]
+  headers: [Authorization, Content-Type, X-Request-Id, If-Match]
+  expose: [X-Request-Id, ETag]
+  max_age: 600s
+server: { threads: 1, graceful_shutdown_timeout: 1s }
+"#;
+
+/// The real `gardien run` in a child process, killed on drop.
+pub struct GatewayProcess {
+    child: Child,
+    pub base: String,
+    pub admin: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl GatewayProcess {
+    /// Starts `gardien run` with `policy` (YAML text) and `env`, and waits for `/healthz`.
+    pub async fn start(policy: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, policy).expect("write policy");
+        Self::start_file(&path, env, dir).await
+    }
+
+    /// Starts `gardien run --policy <path>` (a shipped policy, for instance).
+    pub async fn start_file(path: &Path, env: &[(&str, &str)], dir: tempfile::TempDir) -> Self {
+        let (port, admin_port) = (free_port(), free_port());
+        let log = dir.path().join("gardien.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let listen = format!("127.0.0.1:{port}");
+        let admin_listen = format!("127.0.0.1:{admin_port}");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gardien"));
+        command
+            .args(["run", "--policy"])
+            .arg(path)
+            .env_remove("FRONTEND_URL")
+            .env("GARDIEN_LISTEN", &listen)
+            .env("GARDIEN_ADMIN_LISTEN", &admin_listen)
+            .env("GARDIEN_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("spawn gardien");
+        let mut gateway = GatewayProcess {
+            child,
+            base: format!("http://{listen}"),
+            admin: format!("http://{admin_listen}"),
+            log,
+            _dir: dir,
+        };
+        gateway.wait_healthy().await;
+        gateway
+    }
+
+    async fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = client();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "gardien exited with {status} before it was healthy:\n{}",
+                    self.log()
+                );
+            }
+            let healthy = client
+                .get(format!("{}/healthz", self.admin))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            let proxy_up = TcpStream::connect(self.base.trim_start_matches("http://")).is_ok();
+            if healthy && proxy_up {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gardien not healthy in 30s:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("{}{path}", self.admin)
+    }
+
+    /// `host:port` of the proxy listener.
+    pub fn proxy_addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_owned()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client that never uses a proxy from the environment.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// A header's value as text, or `None`.
+pub fn header(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// Every value of a header.
+pub fn header_all(headers: &reqwest::header::HeaderMap, name: &str) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect()
+}
+
+/// Sends raw bytes and reads the raw answer (for requests `reqwest` refuses to build).
+/// Returns the status line's code, or `None` if the gateway closed without answering.
+/// Async, so an upstream running on the test's own runtime keeps answering meanwhile.
+pub async fn raw_request(addr: &str, request: &[u8]) -> (Option<u16>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    // The gateway may close before reading all of a huge request; that is an answer too.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok());
+    (status, text)
+}
+
+/// Parses a JSON error body and checks its documented shape; returns `(code, request_id)`.
+pub fn error_shape(body: &str) -> (String, String) {
+    let json: serde_json::Value = serde_json::from_str(body).expect("JSON error body");
+    let error = json.get("error").expect("an `error` object");
+    let code = error["code"].as_str().expect("code").to_owned();
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    let id = error["request_id"].as_str().expect("request_id").to_owned();
+    assert!(!id.is_empty());
+    (code, id)
+}
+
+/// Header names (lower-case) present in a response.
+pub fn header_names(headers: &HeaderMap) -> Vec<String> {
+    headers.keys().map(|k| k.as_str().to_owned()).collect()
+}
