@@ -98,6 +98,7 @@ fn init_logging() {
     let filter = EnvFilter::try_from_env("GARDIEN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if std::env::var("GARDIEN_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();

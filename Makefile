@@ -1,0 +1,47 @@
+# gardien: `make demo` runs the gateway in front of the demo API; `make test` runs the
+# whole suite. Both install the system packages they need (see scripts/install-deps.sh).
+
+CARGO ?= cargo
+POLICIES := $(wildcard policies/*.yaml)
+# Example values so `check-policies` can validate staging and production here; a deploy
+# pipeline runs `gardien check` with the real environment instead.
+POLICY_CHECK_ENV := API_UPSTREAM_URL=https://api.example.run.app \
+	BACKEND_UPSTREAM_URL=http://10.0.0.5:8081 \
+	FRONTEND_URL=https://app.example.com \
+	FRONTEND_URL_PROD=https://www.example.com
+
+.PHONY: demo test build check-policies bench lint fmt deps-build deps-test clean
+
+demo: deps-build build
+	scripts/demo.sh
+
+test: deps-test build
+	$(CARGO) test --workspace --all-targets
+	$(MAKE) check-policies
+
+build:
+	$(CARGO) build --workspace --bins --examples
+
+check-policies: build
+	@for policy in $(POLICIES); do \
+		env $(POLICY_CHECK_ENV) target/debug/gardien check --policy $$policy || exit 1; \
+	done
+
+bench: deps-build
+	$(CARGO) bench --bench cors
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+deps-build:
+	@scripts/install-deps.sh build
+
+deps-test:
+	@scripts/install-deps.sh test
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs the system packages gardien's build and tests need, when they are missing:
+#   cmake            C dependencies of the TLS and compression crates
+#   chromium         the real browser of the CORS test (tests/browser.rs)
+#   chromium-driver  WebDriver for it
+# As root it installs them with apt-get; otherwise it says exactly what to run.
+# Usage: scripts/install-deps.sh [build|test]   (build: cmake only; test: everything)
+set -euo pipefail
+
+want=(cmake)
+if [ "${1:-test}" = "test" ]; then
+  want+=(chromium chromium-driver)
+fi
+
+binary_of() {
+  case "$1" in
+    chromium-driver) echo /usr/bin/chromedriver ;;
+    chromium) echo /usr/bin/chromium ;;
+    *) echo "$1" ;;
+  esac
+}
+
+missing=()
+for package in "${want[@]}"; do
+  if ! command -v "$(binary_of "$package")" >/dev/null 2>&1; then
+    missing+=("$package")
+  fi
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "error: missing system packages: ${missing[*]}" >&2
+  echo "       install them with: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "error: missing ${missing[*]} and no apt-get to install them; install them by hand" >&2
+  exit 1
+fi
+echo "installing ${missing[*]} with apt-get" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
