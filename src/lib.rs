@@ -11,6 +11,7 @@ pub mod gateway_error;
 pub mod log_throttle;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod upstream;

@@ -66,7 +66,7 @@ fn run(path: &Path) -> ExitCode {
         tracing::warn!(field = warning.path.as_str(), "{}", warning.message);
     }
     tracing::info!(policy = %path.display(), "{}", loaded.policy.summary());
-    match gardien::server::run(loaded.policy) {
+    match gardien::server::run(loaded.policy, path.to_path_buf()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,7 +1,8 @@
 //! Assembles the Pingora server: the proxy on `listen`, the admin app on `admin_listen`, and
-//! the background task that keeps upstream addresses resolved.
+//! the background tasks that keep upstream addresses resolved and reload the policy.
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use crate::admin::metrics::Metrics;
 use crate::admin::AdminApp;
 use crate::policy::Policy;
 use crate::proxy::Gateway;
+use crate::reload::PolicyReloader;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -35,8 +37,9 @@ pub enum StartError {
 }
 
 /// Starts the gateway and serves until SIGTERM (graceful) or SIGINT (fast). Returns only
-/// when the server stops, or with an error before it starts.
-pub fn run(policy: Policy) -> Result<(), StartError> {
+/// when the server stops, or with an error before it starts. `policy_path` is read again
+/// on SIGHUP and when it changes.
+pub fn run(policy: Policy, policy_path: PathBuf) -> Result<(), StartError> {
     // Pingora reports a busy port by panicking deep inside a service; try both addresses
     // first so the operator gets one clear line instead.
     for (address, what) in [
@@ -78,11 +81,22 @@ pub fn run(policy: Policy) -> Result<(), StartError> {
     );
     admin.add_tcp(&admin_listen);
 
+    let watch_policy = shared.load().server.watch_policy;
+    let reloader = background_service(
+        "policy reload",
+        PolicyReloader::new(
+            policy_path,
+            Arc::clone(&shared),
+            Arc::clone(&metrics),
+            watch_policy,
+        ),
+    );
     let dns = background_service("upstream dns", DnsRefresher { policy: shared });
 
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(dns);
+    server.add_service(reloader);
     tracing::info!(%listen, %admin_listen, "gardien started");
     server.run(pingora::server::RunArgs::default());
     Ok(())

@@ -387,6 +387,7 @@ fn server_settings(spec: &ServerSpec, diag: &mut Diagnostics) -> ServerSettings 
     }
     ServerSettings {
         max_header_bytes,
+        watch_policy: spec.watch_policy.unwrap_or(true),
         threads,
         graceful_shutdown_timeout: spec
             .graceful_shutdown_timeout

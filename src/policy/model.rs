@@ -34,6 +34,7 @@ pub struct ServerSettings {
     pub threads: usize,
     pub graceful_shutdown_timeout: Duration,
     pub max_header_bytes: usize,
+    pub watch_policy: bool,
 }
 
 impl Policy {

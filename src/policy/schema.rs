@@ -128,4 +128,6 @@ pub struct ServerSpec {
     /// Largest total size of a request's header names and values; larger requests get
     /// `431`. Default 65536 (64 KiB).
     pub max_header_bytes: Option<usize>,
+    /// Reload the policy when its file changes (SIGHUP always reloads). Default true.
+    pub watch_policy: Option<bool>,
 }

@@ -188,6 +188,7 @@ server: { threads: 1, graceful_shutdown_timeout: 1s }
 /// The real `gardien run` in a child process, killed on drop.
 pub struct GatewayProcess {
     child: Child,
+    policy: PathBuf,
     pub base: String,
     pub admin: String,
     log: PathBuf,
@@ -227,6 +228,7 @@ impl GatewayProcess {
         let child = command.spawn().expect("spawn gardien");
         let mut gateway = GatewayProcess {
             child,
+            policy: path.to_path_buf(),
             base: format!("http://{listen}"),
             admin: format!("http://{admin_listen}"),
             log,
@@ -262,6 +264,15 @@ impl GatewayProcess {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The policy file the gateway serves (tests rewrite it to exercise reloads).
+    pub fn policy_path(&self) -> &Path {
+        &self.policy
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Everything the gateway logged so far.

@@ -1,0 +1,195 @@
+//! Hot reload of the policy, on `SIGHUP` and when the policy file changes.
+//!
+//! A new policy is loaded and validated in full before it replaces the running one (one
+//! atomic swap; requests in flight finish on the policy they started with). An invalid file
+//! is refused: the problems are logged, `gardien_policy_reloads_total{result="refused"}`
+//! counts it, and the last good policy stays. Listen addresses and thread counts are bound
+//! at start; a reload that changes them keeps the running ones and says so.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use notify::{RecursiveMode, Watcher};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::admin::metrics::Metrics;
+use crate::policy::{self, Policy, ProcessEnv};
+
+/// Editors and Kubernetes write a file in several steps; wait this long for quiet.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Why a reload happened, for the log line.
+#[derive(Debug, Clone, Copy)]
+enum Trigger {
+    Signal,
+    FileChanged,
+}
+
+/// The background task that reloads the policy.
+#[derive(Debug)]
+pub struct PolicyReloader {
+    path: PathBuf,
+    policy: Arc<ArcSwap<Policy>>,
+    metrics: Arc<Metrics>,
+    watch_file: bool,
+}
+
+impl PolicyReloader {
+    pub fn new(
+        path: PathBuf,
+        policy: Arc<ArcSwap<Policy>>,
+        metrics: Arc<Metrics>,
+        watch_file: bool,
+    ) -> Self {
+        PolicyReloader {
+            path,
+            policy,
+            metrics,
+            watch_file,
+        }
+    }
+
+    /// Loads the file again and swaps it in when valid. Returns whether it was applied.
+    pub async fn reload(&self) -> bool {
+        let loaded = match policy::load_file(&self.path, &ProcessEnv) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                for problem in &error.problems {
+                    tracing::error!(field = problem.path.as_str(), "{}", problem.message);
+                }
+                tracing::error!(
+                    policy = %self.path.display(),
+                    problems = error.problems.len(),
+                    "policy reload refused; the running policy stays"
+                );
+                self.metrics.policy_reload("refused");
+                return false;
+            }
+        };
+        for warning in &loaded.warnings {
+            tracing::warn!(field = warning.path.as_str(), "{}", warning.message);
+        }
+        let current = self.policy.load_full();
+        let mut next = loaded.policy;
+        keep_process_bound_settings(&current, &mut next);
+        prepare_upstreams(&current, &next).await;
+        tracing::info!(policy = %self.path.display(), "policy reloaded: {}", next.summary());
+        self.policy.store(Arc::new(next));
+        self.metrics.policy_reload("applied");
+        true
+    }
+}
+
+/// Listeners and worker threads cannot change in a running process.
+fn keep_process_bound_settings(current: &Policy, next: &mut Policy) {
+    if next.listen != current.listen || next.admin_listen != current.admin_listen {
+        tracing::warn!(
+            running = %current.listen,
+            admin = %current.admin_listen,
+            "listen addresses change only on restart; keeping the running ones"
+        );
+        next.listen = current.listen;
+        next.admin_listen = current.admin_listen;
+    }
+    if next.server.threads != current.server.threads {
+        tracing::warn!(
+            running = current.server.threads,
+            "server.threads changes only on restart"
+        );
+        next.server.threads = current.server.threads;
+    }
+}
+
+/// Gives the new upstreams addresses before they serve: those of the running policy when
+/// the host is the same, a fresh resolution otherwise.
+async fn prepare_upstreams(current: &Policy, next: &Policy) {
+    for upstream in next.upstreams.iter().filter(|u| u.needs_dns) {
+        if let Some(previous) = current.upstreams.iter().find(|u| u.name == upstream.name) {
+            upstream.adopt_addresses(previous);
+        }
+        if upstream.addresses().is_empty() {
+            match tokio::time::timeout(Duration::from_secs(5), upstream.resolve()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(upstream = upstream.name.as_str(), error = %e, "upstream does not resolve yet")
+                }
+                Err(_) => tracing::warn!(
+                    upstream = upstream.name.as_str(),
+                    "upstream resolution timed out"
+                ),
+            }
+        }
+    }
+}
+
+/// Watches the policy file's directory (editors and Kubernetes replace files by rename, so
+/// watching the file itself would lose it) and reports changes to the file.
+fn watch(path: &Path, tx: mpsc::Sender<Trigger>) -> notify::Result<notify::RecommendedWatcher> {
+    let file_name = path.file_name().map(ToOwned::to_owned);
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if event.kind.is_access() {
+            return;
+        }
+        // Kubernetes ConfigMaps swap a `..data` symlink; any change in the directory may
+        // change what the file resolves to.
+        let relevant = event.paths.iter().any(|p| {
+            p.file_name() == file_name.as_deref()
+                || p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(".."))
+        });
+        if relevant {
+            let _ = tx.try_send(Trigger::FileChanged);
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}
+
+#[async_trait]
+impl BackgroundService for PolicyReloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let (tx, mut rx) = mpsc::channel::<Trigger>(16);
+        let _watcher = if self.watch_file {
+            match watch(&self.path, tx.clone()) {
+                Ok(watcher) => Some(watcher),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch the policy file; reload with SIGHUP");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP");
+                None
+            }
+        };
+        loop {
+            let trigger = tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => Trigger::Signal,
+                Some(trigger) = rx.recv() => trigger,
+            };
+            // Let a burst of file events settle, then reload once.
+            tokio::time::sleep(DEBOUNCE).await;
+            while rx.try_recv().is_ok() {}
+            tracing::info!(trigger = ?trigger, "reloading the policy");
+            self.reload().await;
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Hot reload: a changed policy file or `SIGHUP` swaps the policy in; an invalid file is
+//! refused and the running policy keeps serving.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{client, header, GatewayProcess, RecordingUpstream, TEST_POLICY};
+
+const NEW_ORIGIN: &str = "https://new.example.org";
+
+async fn allowed(gateway: &GatewayProcess, origin: &str) -> bool {
+    let response = client()
+        .get(gateway.url("/api/x"))
+        .header("Origin", origin)
+        .send()
+        .await
+        .expect("request");
+    header(response.headers(), "access-control-allow-origin").as_deref() == Some(origin)
+}
+
+/// Polls `check` for up to five seconds.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within 5s: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn with_new_origin(policy: &str) -> String {
+    policy.replace(
+        "    - \"http://localhost:5173\"\n",
+        &format!("    - \"http://localhost:5173\"\n    - \"{NEW_ORIGIN}\"\n"),
+    )
+}
+
+async fn metric(gateway: &GatewayProcess, series: &str) -> f64 {
+    let text = client()
+        .get(gateway.admin_url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_changed_file_is_applied_and_an_invalid_one_refused() {
+    let api = RecordingUpstream::start().await;
+    let gateway = GatewayProcess::start(
+        TEST_POLICY,
+        &[
+            ("API_UPSTREAM_URL", &api.url()),
+            ("BACKEND_UPSTREAM_URL", &api.url()),
+        ],
+    )
+    .await;
+    assert!(!allowed(&gateway, NEW_ORIGIN).await);
+
+    std::fs::write(gateway.policy_path(), with_new_origin(TEST_POLICY)).expect("rewrite");
+    eventually("the new origin is allowed", || {
+        allowed(&gateway, NEW_ORIGIN)
+    })
+    .await;
+    assert_eq!(
+        metric(
+            &gateway,
+            r#"gardien_policy_reloads_total{result="applied"}"#
+        )
+        .await,
+        1.0
+    );
+
+    let broken = with_new_origin(TEST_POLICY).replace("routes:", "routs:");
+    std::fs::write(gateway.policy_path(), broken).expect("break");
+    eventually("the refusal is counted", || async {
+        metric(
+            &gateway,
+            r#"gardien_policy_reloads_total{result="refused"}"#,
+        )
+        .await
+            >= 1.0
+    })
+    .await;
+    let log = gateway.log();
+    assert!(log.contains("policy reload refused"), "{log}");
+    assert!(
+        log.contains("did you mean `routes`"),
+        "the problem is logged: {log}"
+    );
+    assert!(
+        allowed(&gateway, NEW_ORIGIN).await,
+        "the last good policy still serves"
+    );
+    assert!(allowed(&gateway, "http://localhost:5173").await);
+}
+
+#[tokio::test]
+async fn sighup_reloads_when_file_watching_is_off() {
+    let api = RecordingUpstream::start().await;
+    let policy = TEST_POLICY.replace(
+        "server: { threads: 1, graceful_shutdown_timeout: 1s }",
+        "server: { threads: 1, graceful_shutdown_timeout: 1s, watch_policy: false }",
+    );
+    assert_ne!(policy, TEST_POLICY);
+    let gateway = GatewayProcess::start(
+        &policy,
+        &[
+            ("API_UPSTREAM_URL", &api.url()),
+            ("BACKEND_UPSTREAM_URL", &api.url()),
+        ],
+    )
+    .await;
+    std::fs::write(gateway.policy_path(), with_new_origin(&policy)).expect("rewrite");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !allowed(&gateway, NEW_ORIGIN).await,
+        "not watched: nothing changes without a signal"
+    );
+
+    let status = Command::new("kill")
+        .args(["-HUP", &gateway.pid().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(status.success());
+    eventually("SIGHUP applied the new origin", || {
+        allowed(&gateway, NEW_ORIGIN)
+    })
+    .await;
+    assert!(
+        gateway.log().contains("trigger=Signal"),
+        "{}",
+        gateway.log()
+    );
+}
