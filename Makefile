@@ -8,7 +8,11 @@ POLICIES := $(wildcard policies/*.yaml)
 POLICY_CHECK_ENV := API_UPSTREAM_URL=https://api.example.run.app \
 	BACKEND_UPSTREAM_URL=http://10.0.0.5:8081 \
 	FRONTEND_URL=https://app.example.com \
-	FRONTEND_URL_PROD=https://www.example.com
+	FRONTEND_URL_PROD=https://www.example.com \
+	JWT_ISSUER=https://id.example.com/ \
+	JWT_AUDIENCE=api.example.com \
+	JWKS_URL=https://id.example.com/.well-known/jwks.json \
+	GARDIEN_INTERNAL_SECRET=example-internal-secret-of-at-least-32-bytes
 
 .PHONY: demo test build check-policies bench lint fmt deps-build deps-test clean
 

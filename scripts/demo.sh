@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 bin=target/debug
 export DEMO_ADMINS="${DEMO_ADMINS:-admin@example.com}"
+# Keys X-Gardien-Identity, which the demo API echoes on /api/me. A demo value: production
+# reads a real secret (see docs/IDENTITY.md).
+export GARDIEN_INTERNAL_SECRET="${GARDIEN_INTERNAL_SECRET:-demo-only-internal-secret-0123456789abcdef}"
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -56,6 +59,18 @@ in front of the demo API on http://127.0.0.1:3000. Try, from another terminal:
   curl -s http://127.0.0.1:8080/api/auth/login \
     -H 'Content-Type: application/json' \
     -d '{"email":"ada@example.com","password":"correct horse battery"}'
+
+  # A protected route: without a token 401; with it, the API sees the identity gardien
+  # took from the verified token (X-User-Id, X-User-Email, X-User-Roles, signed)
+  curl -si http://127.0.0.1:8080/api/me
+  TOKEN=$(curl -s http://127.0.0.1:8080/api/auth/login \
+    -H 'Content-Type: application/json' \
+    -d '{"email":"ada@example.com","password":"correct horse battery"}' \
+    | sed -E 's/.*"token":"([^"]+)".*/\1/')
+  curl -s http://127.0.0.1:8080/api/me -H "Authorization: Bearer $TOKEN"
+
+  # A client cannot claim an identity: the spoofed header never reaches the API
+  curl -s http://127.0.0.1:8080/api/me -H "Authorization: Bearer $TOKEN" -H 'X-User-Id: admin'
 
   # A path no route takes: the gateway's JSON error with its request id (404)
   curl -si http://127.0.0.1:8080/nowhere

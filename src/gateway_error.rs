@@ -108,6 +108,40 @@ impl GatewayError {
         )
     }
 
+    /// `401` for a refused token, with `WWW-Authenticate` as RFC 6750 §3 has it: no error
+    /// code when the request carried no token, `invalid_token` otherwise.
+    pub fn unauthorized(
+        code: &'static str,
+        description: &'static str,
+        token_present: bool,
+    ) -> Self {
+        let challenge = if token_present {
+            format!("Bearer realm=\"gardien\", error=\"invalid_token\", error_description=\"{description}\"")
+        } else {
+            "Bearer realm=\"gardien\"".to_owned()
+        };
+        Self::new(StatusCode::UNAUTHORIZED, code, description).with_header(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_str(&challenge)
+                .unwrap_or_else(|_| HeaderValue::from_static("Bearer")),
+        )
+    }
+
+    /// `403` for a valid token without the role a route requires.
+    pub fn insufficient_role() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_role",
+            "the token does not carry a role this route requires",
+        )
+        .with_header(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(
+                "Bearer realm=\"gardien\", error=\"insufficient_scope\", error_description=\"the token does not carry a role this route requires\"",
+            ),
+        )
+    }
+
     pub fn bad_request() -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

@@ -13,5 +13,7 @@ pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod routing;
+pub mod secrets;
 pub mod server;
 pub mod upstream;
+pub mod warm_up;

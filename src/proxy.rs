@@ -27,11 +27,13 @@ use pingora::{ErrorSource, ErrorType};
 use crate::admin::metrics::Metrics;
 use crate::edge::cors::{CorsOutcome, CorsPolicy, CorsRefusal, OriginHeader};
 use crate::edge::forwarded;
+use crate::edge::jwt::{unix_now, AuthorizationHeader, TokenRejection};
 use crate::edge::request_id::{self, RequestId};
+use crate::edge::token_cache::VerifiedToken;
 use crate::gateway_error::GatewayError;
 use crate::log_throttle::LogThrottle;
 use crate::policy::Policy;
-use crate::routing::{is_safe_path, RouteMatch};
+use crate::routing::{is_safe_path, RouteAuth, RouteMatch};
 
 /// Route label for requests no route took.
 const UNMATCHED: &str = "unmatched";
@@ -55,6 +57,8 @@ pub struct RequestCtx {
     request_id: Option<RequestId>,
     route: Option<usize>,
     cors: CorsOutcome,
+    /// The verified token, on a protected route.
+    identity: Option<Arc<VerifiedToken>>,
 }
 
 impl RequestCtx {
@@ -200,6 +204,68 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Checks the token a protected route needs, and its roles. Returns `true` when the
+    /// request was refused (and answered): it never reaches the upstream.
+    async fn authenticate(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let policy = Arc::clone(&ctx.policy);
+        let Some(route) = ctx.route.and_then(|i| policy.router.get(i)) else {
+            return Ok(false);
+        };
+        let RouteAuth::Required { roles } = &route.auth else {
+            return Ok(false);
+        };
+        let Some(jwt) = policy.jwt.as_ref() else {
+            // Validation refuses protected routes without issuers; never fail open.
+            let error = GatewayError::internal();
+            self.respond(session, ctx, &error).await?;
+            return Ok(true);
+        };
+        let values: Vec<HeaderValue> = session
+            .req_header()
+            .headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .take(2)
+            .cloned()
+            .collect();
+        let authorization = match values.as_slice() {
+            [] => AuthorizationHeader::Absent,
+            [one] => AuthorizationHeader::One(one),
+            _ => AuthorizationHeader::Repeated,
+        };
+        match jwt
+            .validate(authorization, &policy.identity, &self.metrics)
+            .await
+        {
+            Ok(verified) => {
+                if !roles.is_empty()
+                    && !verified
+                        .roles
+                        .iter()
+                        .any(|r| roles.iter().any(|need| **r == **need))
+                {
+                    ctx.identity = Some(verified);
+                    self.respond(session, ctx, &GatewayError::insufficient_role())
+                        .await?;
+                    return Ok(true);
+                }
+                ctx.identity = Some(verified);
+                Ok(false)
+            }
+            Err(rejection) => {
+                let error = GatewayError::unauthorized(
+                    rejection.code(),
+                    rejection.description(),
+                    rejection != TokenRejection::Missing,
+                );
+                self.respond(session, ctx, &error).await?;
+                Ok(true)
+            }
+        }
+    }
+}
+
 /// Total size of header names and values, as counted against `server.max_header_bytes`.
 fn header_bytes(headers: &http::HeaderMap) -> usize {
     headers
@@ -268,11 +334,15 @@ impl ProxyHttp for Gateway {
             request_id: None,
             route: None,
             cors: CorsOutcome::NotCors,
+            identity: None,
         }
     }
 
-    /// Request id, path check, route, CORS. Returns `true` when the gateway answered.
+    /// Identity headers stripped, request id, path check, route, CORS, token. Returns `true`
+    /// when the gateway answered.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // Only gardien sets identity headers, on every route: strip the client's first.
+        ctx.policy.identity.strip_spoofed(session.req_header_mut());
         let request = session.req_header();
         ctx.request_id = Some(RequestId::from_client(
             request.headers.get(request_id::HEADER),
@@ -304,7 +374,7 @@ impl ProxyHttp for Gateway {
         }
 
         match found {
-            RouteMatch::Found(_) => Ok(false),
+            RouteMatch::Found(_) => self.authenticate(session, ctx).await,
             RouteMatch::MethodNotAllowed(allow) => {
                 self.respond(session, ctx, &GatewayError::method_not_allowed(allow))
                     .await?;
@@ -368,6 +438,20 @@ impl ProxyHttp for Gateway {
                 upstream_request.insert_header("x-forwarded-host", host)?;
             }
             upstream_request.insert_header(header::HOST, upstream.host_header.clone())?;
+        }
+        let identity: &[(http::HeaderName, HeaderValue)] =
+            ctx.identity.as_ref().map_or(&[], |v| v.headers.as_slice());
+        for (name, value) in identity {
+            upstream_request.insert_header(name.clone(), value.clone())?;
+        }
+        let signature = policy.identity.signature(
+            upstream_request.method.as_str(),
+            upstream_request.uri.path(),
+            unix_now(),
+            identity,
+        );
+        if let Some(signature) = signature {
+            upstream_request.insert_header(crate::edge::identity::SIGNATURE_HEADER, signature)?;
         }
         if let Some(peer) = session
             .client_addr()

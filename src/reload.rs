@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::admin::metrics::Metrics;
 use crate::policy::{self, Policy, ProcessEnv};
+use crate::warm_up::warm_up;
 
 /// Editors and Kubernetes write a file in several steps; wait this long for quiet.
 const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -78,7 +79,7 @@ impl PolicyReloader {
         let current = self.policy.load_full();
         let mut next = loaded.policy;
         keep_process_bound_settings(&current, &mut next);
-        prepare_upstreams(&current, &next).await;
+        warm_up(&next, Some(&current), &self.metrics).await;
         tracing::info!(policy = %self.path.display(), "policy reloaded: {}", next.summary());
         self.policy.store(Arc::new(next));
         self.metrics.policy_reload("applied");
@@ -103,28 +104,6 @@ fn keep_process_bound_settings(current: &Policy, next: &mut Policy) {
             "server.threads changes only on restart"
         );
         next.server.threads = current.server.threads;
-    }
-}
-
-/// Gives the new upstreams addresses before they serve: those of the running policy when
-/// the host is the same, a fresh resolution otherwise.
-async fn prepare_upstreams(current: &Policy, next: &Policy) {
-    for upstream in next.upstreams.iter().filter(|u| u.needs_dns) {
-        if let Some(previous) = current.upstreams.iter().find(|u| u.name == upstream.name) {
-            upstream.adopt_addresses(previous);
-        }
-        if upstream.addresses().is_empty() {
-            match tokio::time::timeout(Duration::from_secs(5), upstream.resolve()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(upstream = upstream.name.as_str(), error = %e, "upstream does not resolve yet")
-                }
-                Err(_) => tracing::warn!(
-                    upstream = upstream.name.as_str(),
-                    "upstream resolution timed out"
-                ),
-            }
-        }
     }
 }
 

@@ -7,7 +7,7 @@
 
 use http::{HeaderValue, Method};
 
-use crate::policy::schema::RouteSpec;
+use crate::policy::schema::{RouteAuthSpec, RouteSpec};
 use crate::policy::Diagnostics;
 
 /// One validated route.
@@ -19,6 +19,16 @@ pub struct Route {
     pub methods: Option<Vec<Method>>,
     /// Index into the policy's upstreams.
     pub upstream: usize,
+    pub auth: RouteAuth,
+}
+
+/// Who may use a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAuth {
+    /// No token needed (sign-up, login, password reset, health).
+    Public,
+    /// A valid token; when `roles` is not empty, carrying one of them.
+    Required { roles: Vec<String> },
 }
 
 impl Route {
@@ -48,8 +58,14 @@ pub struct Router {
 }
 
 impl Router {
-    /// Validates `routes:` against the names of the policy's upstreams.
-    pub fn compile(specs: &[RouteSpec], upstreams: &[String], diag: &mut Diagnostics) -> Router {
+    /// Validates `routes:` against the names of the policy's upstreams. Routes need a token
+    /// unless they say `auth: public`; `has_issuers` tells whether the policy can check one.
+    pub fn compile(
+        specs: &[RouteSpec],
+        upstreams: &[String],
+        has_issuers: bool,
+        diag: &mut Diagnostics,
+    ) -> Router {
         let mut routes: Vec<Route> = Vec::with_capacity(specs.len());
         let mut names: Vec<&str> = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
@@ -127,12 +143,45 @@ impl Router {
                     Some(methods)
                 }
             };
+            let auth = match (spec.auth, &spec.roles) {
+                (Some(RouteAuthSpec::Public), Some(_)) => {
+                    diag.error(
+                        path("roles"),
+                        "a public route cannot require roles; remove `auth: public` or `roles`",
+                    );
+                    ok = false;
+                    RouteAuth::Public
+                }
+                (Some(RouteAuthSpec::Public), None) => RouteAuth::Public,
+                (_, roles) => {
+                    let roles = roles.clone().unwrap_or_default();
+                    if roles
+                        .iter()
+                        .any(|r| r.trim().is_empty() || r.contains([',', ' ']))
+                    {
+                        diag.error(
+                            path("roles"),
+                            "role names are non-empty and contain no spaces or commas",
+                        );
+                        ok = false;
+                    }
+                    if !has_issuers {
+                        diag.error(
+                            path("auth"),
+                            "this route needs a token (routes are protected by default) but `jwt.issuers` is empty: configure an issuer or write `auth: public`",
+                        );
+                        ok = false;
+                    }
+                    RouteAuth::Required { roles }
+                }
+            };
             if let (true, Some(upstream)) = (ok, upstream) {
                 routes.push(Route {
                     name: spec.name.clone(),
                     prefix: spec.prefix.clone(),
                     methods,
                     upstream,
+                    auth,
                 });
             }
         }
@@ -264,13 +313,15 @@ mod tests {
             prefix: prefix.into(),
             upstream: upstream.into(),
             methods: methods.map(|ms| ms.iter().map(|m| (*m).to_owned()).collect()),
+            auth: Some(RouteAuthSpec::Public),
+            roles: None,
         }
     }
 
     fn router(specs: &[RouteSpec]) -> (Router, Diagnostics) {
         let mut diag = Diagnostics::default();
         let upstreams = vec!["api".to_owned(), "backend".to_owned()];
-        (Router::compile(specs, &upstreams, &mut diag), diag)
+        (Router::compile(specs, &upstreams, false, &mut diag), diag)
     }
 
     #[test]
@@ -327,6 +378,34 @@ mod tests {
             ]
         );
         assert!(diag.errors()[2].message.contains("did you mean `api`"));
+    }
+
+    #[test]
+    fn routes_are_protected_by_default() {
+        let mut protected = spec("api", "/api/", "api", None);
+        protected.auth = None;
+        let (_, diag) = router(std::slice::from_ref(&protected));
+        assert_eq!(
+            diag.errors()[0].path,
+            "routes[0].auth",
+            "no issuer to check tokens"
+        );
+
+        let mut diag = Diagnostics::default();
+        protected.roles = Some(vec!["admin".into()]);
+        let r = Router::compile(&[protected], &["api".to_owned()], true, &mut diag);
+        assert!(!diag.has_errors());
+        assert_eq!(
+            r.get(0).map(|route| route.auth.clone()),
+            Some(RouteAuth::Required {
+                roles: vec!["admin".into()]
+            })
+        );
+
+        let mut public_with_roles = spec("x", "/x", "api", None);
+        public_with_roles.roles = Some(vec!["admin".into()]);
+        let (_, diag) = router(&[public_with_roles]);
+        assert_eq!(diag.errors()[0].path, "routes[0].roles");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::admin::AdminApp;
 use crate::policy::Policy;
 use crate::proxy::Gateway;
 use crate::reload::PolicyReloader;
+use crate::warm_up::warm_up;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +53,12 @@ pub fn run(policy: Policy, policy_path: PathBuf) -> Result<(), StartError> {
             source,
         })?;
     }
-    resolve_upstreams_before_start(&policy)?;
+    let metrics = Arc::new(Metrics::new()?);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?
+        .block_on(warm_up(&policy, None, &metrics));
 
     let conf = ServerConf {
         threads: policy.server.threads,
@@ -66,7 +72,6 @@ pub fn run(policy: Policy, policy_path: PathBuf) -> Result<(), StartError> {
     let listen = policy.listen.to_string();
     let admin_listen = policy.admin_listen.to_string();
     let shared = Arc::new(ArcSwap::from_pointee(policy));
-    let metrics = Arc::new(Metrics::new()?);
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -91,37 +96,22 @@ pub fn run(policy: Policy, policy_path: PathBuf) -> Result<(), StartError> {
             watch_policy,
         ),
     );
+    let keys = background_service(
+        "jwks refresh",
+        JwksRefresher {
+            policy: Arc::clone(&shared),
+            metrics: Arc::clone(&metrics),
+        },
+    );
     let dns = background_service("upstream dns", DnsRefresher { policy: shared });
 
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(dns);
     server.add_service(reloader);
+    server.add_service(keys);
     tracing::info!(%listen, %admin_listen, "gardien started");
     server.run(pingora::server::RunArgs::default());
-    Ok(())
-}
-
-/// Resolves every upstream host name once before serving, so the first requests do not
-/// fail while DNS answers. A name that does not resolve is logged, not fatal: the
-/// background refresher keeps trying and `/readyz` reports it.
-fn resolve_upstreams_before_start(policy: &Policy) -> Result<(), StartError> {
-    if !policy.upstreams.iter().any(|u| u.needs_dns) {
-        return Ok(());
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(StartError::Runtime)?;
-    runtime.block_on(async {
-        for upstream in policy.upstreams.iter().filter(|u| u.needs_dns) {
-            match tokio::time::timeout(Duration::from_secs(5), upstream.resolve()).await {
-                Ok(Ok(count)) => tracing::info!(upstream = upstream.name.as_str(), count, "upstream resolved"),
-                Ok(Err(e)) => tracing::warn!(upstream = upstream.name.as_str(), error = %e, "upstream does not resolve yet"),
-                Err(_) => tracing::warn!(upstream = upstream.name.as_str(), "upstream resolution timed out"),
-            }
-        }
-    });
     Ok(())
 }
 
@@ -148,6 +138,50 @@ impl BackgroundService for DnsRefresher {
                     if let Err(e) = upstream.resolve().await {
                         tracing::warn!(upstream = upstream.name.as_str(), error = %e, "upstream re-resolution failed; keeping the last addresses");
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Refreshes every issuer's JWKS when its schedule says so, and publishes the key sets'
+/// ages. Failures keep the last good keys.
+struct JwksRefresher {
+    policy: Arc<ArcSwap<Policy>>,
+    metrics: Arc<Metrics>,
+}
+
+#[async_trait]
+impl BackgroundService for JwksRefresher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            let policy = self.policy.load_full();
+            for issuer in policy.jwt.iter().flat_map(|j| j.issuers()) {
+                let Some(jwks) = issuer.jwks() else { continue };
+                if jwks.is_due() {
+                    match jwks.fetch().await {
+                        Ok(fetched) => {
+                            self.metrics.jwks_refresh(&issuer.name, true);
+                            if fetched.changed {
+                                tracing::info!(
+                                    issuer = issuer.name.as_str(),
+                                    keys = fetched.keys,
+                                    "JWKS changed"
+                                );
+                            }
+                        }
+                        Err(e) => {
+                            self.metrics.jwks_refresh(&issuer.name, false);
+                            tracing::warn!(issuer = issuer.name.as_str(), error = %e, "JWKS refresh failed; keeping the last good keys");
+                        }
+                    }
+                }
+                if let Some(age) = jwks.age() {
+                    self.metrics.set_jwks_age(&issuer.name, age.as_secs_f64());
                 }
             }
         }

@@ -83,9 +83,17 @@ async fn scenario() {
     let api_url = demo.url();
     // Nothing listens there: no request of this test is routed to the backend.
     let backend_url = format!("http://127.0.0.1:{}", free_port());
+    // dev.yaml trusts the demo API's tokens; this one listens on an ephemeral port.
+    let jwks_url = format!("{api_url}/.well-known/jwks.json");
     let mut env = vec![
         ("API_UPSTREAM_URL", api_url.as_str()),
         ("BACKEND_UPSTREAM_URL", backend_url.as_str()),
+        ("JWT_ISSUER", api_url.as_str()),
+        ("JWKS_URL", jwks_url.as_str()),
+        (
+            "GARDIEN_INTERNAL_SECRET",
+            "browser-test-internal-secret-0123456789",
+        ),
     ];
     if allowed_port != VITE_PORT {
         env.push(("FRONTEND_URL", allowed_origin.as_str()));
@@ -120,6 +128,15 @@ async fn scenario() {
     assert_eq!(allowed["register"]["status"], 201, "sign-up: {allowed}");
     assert_eq!(allowed["login"]["status"], 200, "login: {allowed}");
     assert_eq!(allowed["tokenRead"], true, "token: {allowed}");
+    // With the token, the page reaches a protected route and sees its own identity, which
+    // the gateway took from the verified token (and signed for the API).
+    assert_eq!(allowed["me"]["status"], 200, "/api/me: {allowed}");
+    assert_eq!(
+        allowed["me"]["userId"], allowed["registeredId"],
+        "{allowed}"
+    );
+    assert_eq!(allowed["me"]["email"], allowed_email.as_str(), "{allowed}");
+    assert_eq!(allowed["me"]["signed"], true, "{allowed}");
 
     let refused = refused.unwrap_or_else(|e| panic!("refused origin: {e}\n{}", gateway.log()));
     eprintln!("browser test: from {refused_origin}: {refused}");

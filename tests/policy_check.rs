@@ -17,6 +17,10 @@ fn gardien(args: &[&str], env: &[(&str, &str)]) -> Output {
         "BACKEND_UPSTREAM_URL",
         "FRONTEND_URL",
         "FRONTEND_URL_PROD",
+        "JWT_ISSUER",
+        "JWT_AUDIENCE",
+        "JWKS_URL",
+        "GARDIEN_INTERNAL_SECRET",
         "GARDIEN_LISTEN",
         "GARDIEN_ADMIN_LISTEN",
     ] {
@@ -38,13 +42,20 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-const PRODUCTION_ENV: [(&str, &str); 4] = [
+const PRODUCTION_ENV: [(&str, &str); 8] = [
     ("API_UPSTREAM_URL", "https://api-abc123.a.run.app"),
     ("BACKEND_UPSTREAM_URL", "http://10.8.0.4:8081"),
     ("FRONTEND_URL", "https://app.example.com"),
     (
         "FRONTEND_URL_PROD",
         "https://www.example.com,https://example.com",
+    ),
+    ("JWT_ISSUER", "https://id.example.com/"),
+    ("JWT_AUDIENCE", "api.example.com"),
+    ("JWKS_URL", "https://id.example.com/.well-known/jwks.json"),
+    (
+        "GARDIEN_INTERNAL_SECRET",
+        "an-internal-secret-of-at-least-32-bytes!",
     ),
 ];
 
@@ -77,6 +88,10 @@ fn production_without_its_environment_names_every_variable() {
         "error: upstreams.backend.url: environment variable BACKEND_UPSTREAM_URL is not set",
         "error: cors.origins_from_env[0]: environment variable FRONTEND_URL is not set",
         "error: cors.origins_from_env[1]: environment variable FRONTEND_URL_PROD is not set",
+        "error: jwt.issuers[0].issuer: environment variable JWT_ISSUER is not set",
+        "error: jwt.issuers[0].audiences[0]: environment variable JWT_AUDIENCE is not set",
+        "error: jwt.issuers[0].jwks_url: environment variable JWKS_URL is not set",
+        "error: jwt.identity_secret: secret GARDIEN_INTERNAL_SECRET is not set",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
@@ -90,8 +105,8 @@ upstreams:
   api: { url: "http://127.0.0.1:3000", conect_timeout: 2s }
   backend: { url: "http://127.0.0.1:8081", read_timeout: 12 }
 routes:
-  - { name: auth, prefix: /api/auth/, upstream: apii }
-  - { name: api, prefix: /api/, upstream: api }
+  - { name: auth, prefix: /api/auth/, upstream: apii, auth: public }
+  - { name: api, prefix: /api/, upstream: api, auth: public }
 cors:
   origins: ["https://*", "*.com", "https://app.example.com/login", "https://*.example.com"]
   credentials: yes please

@@ -274,6 +274,15 @@ async fn shipped(name: &str, api: &RecordingUpstream) -> GatewayProcess {
             ("BACKEND_UPSTREAM_URL", &api.url()),
             ("FRONTEND_URL", "https://app.example.com"),
             ("FRONTEND_URL_PROD", "https://www.example.com"),
+            ("JWT_ISSUER", "https://id.example.com/"),
+            ("JWT_AUDIENCE", "api.example.com"),
+            // Nothing listens there: the gateway starts, logs the failed fetch, and
+            // answers protected routes 401; the headers under test are on every answer.
+            ("JWKS_URL", "https://127.0.0.1:9/jwks.json"),
+            (
+                "GARDIEN_INTERNAL_SECRET",
+                "test-internal-secret-of-at-least-32-bytes",
+            ),
         ],
         dir,
     )
@@ -302,7 +311,7 @@ async fn security_headers_follow_the_environment() {
         ),
     ] {
         let gateway = shipped(policy, &api).await;
-        for path in ["/api/things", "/nowhere"] {
+        for path in ["/api/auth/login", "/api/things", "/nowhere"] {
             let response = client()
                 .get(gateway.url(path))
                 .send()

@@ -11,7 +11,7 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use super::metrics::Metrics;
-use super::readiness::probe_upstreams;
+use super::readiness::{key_sets, probe_upstreams};
 use crate::policy::Policy;
 
 /// `/healthz`, `/readyz`, `/metrics` and `/status`.
@@ -31,23 +31,35 @@ impl AdminApp {
         }
     }
 
-    /// Every upstream reachable: `200`; otherwise `503` listing what is not.
+    /// Every upstream reachable and every issuer's keys loaded: `200` (`"degraded"` when a
+    /// key set is stale: tokens still validate with the last good keys, but the identity
+    /// provider has not answered for a while). Otherwise `503` listing what is not ready.
     async fn readyz(&self) -> Response<Vec<u8>> {
         let policy = self.policy.load_full();
         let upstreams = probe_upstreams(&policy).await;
         for u in &upstreams {
             self.metrics.set_upstream_up(&u.upstream, u.ready);
         }
+        let key_sets = key_sets(&policy);
         let failing: Vec<_> = upstreams.iter().filter(|u| !u.ready).cloned().collect();
-        if failing.is_empty() {
+        let without_keys: Vec<_> = key_sets.iter().filter(|k| !k.has_keys).cloned().collect();
+        let stale = key_sets.iter().any(|k| k.stale);
+        if failing.is_empty() && without_keys.is_empty() {
+            let status = if stale { "degraded" } else { "ready" };
             json_response(
                 StatusCode::OK,
-                &json!({"status": "ready", "upstreams": upstreams}),
+                &json!({"status": status, "upstreams": upstreams, "jwks": key_sets}),
             )
         } else {
             json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"status": "not_ready", "failing": failing, "upstreams": upstreams}),
+                &json!({
+                    "status": "not_ready",
+                    "failing": failing,
+                    "jwks_without_keys": without_keys,
+                    "upstreams": upstreams,
+                    "jwks": key_sets,
+                }),
             )
         }
     }

@@ -6,7 +6,8 @@
 
 use http::Method;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::edge::cors::CorsRefusal;
@@ -25,6 +26,10 @@ pub struct Metrics {
     cors_rejections: IntCounterVec,
     upstream_up: IntGaugeVec,
     policy_reloads: IntCounterVec,
+    jwt_validations: IntCounterVec,
+    jwt_cache: IntCounterVec,
+    jwks_refreshes: IntCounterVec,
+    jwks_age: GaugeVec,
 }
 
 impl Metrics {
@@ -70,6 +75,38 @@ impl Metrics {
             Opts::new("gardien_policy_reloads_total", "Policy reloads, by result"),
             &["result"],
         )?;
+        let jwt_validations = IntCounterVec::new(
+            Opts::new(
+                "gardien_jwt_validations_total",
+                "JWT validations, by issuer, result and reason",
+            ),
+            &["issuer", "result", "reason"],
+        )?;
+        let jwt_cache = IntCounterVec::new(
+            Opts::new(
+                "gardien_jwt_cache_total",
+                "Verified-token cache lookups, by result (hit, miss)",
+            ),
+            &["result"],
+        )?;
+        let jwks_refreshes = IntCounterVec::new(
+            Opts::new(
+                "gardien_jwks_refresh_total",
+                "JWKS fetches, by issuer and result",
+            ),
+            &["issuer", "result"],
+        )?;
+        let jwks_age = GaugeVec::new(
+            Opts::new(
+                "gardien_jwks_age_seconds",
+                "Seconds since the issuer's key set was last fetched",
+            ),
+            &["issuer"],
+        )?;
+        registry.register(Box::new(jwt_validations.clone()))?;
+        registry.register(Box::new(jwt_cache.clone()))?;
+        registry.register(Box::new(jwks_refreshes.clone()))?;
+        registry.register(Box::new(jwks_age.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
@@ -88,6 +125,10 @@ impl Metrics {
             cors_rejections,
             upstream_up,
             policy_reloads,
+            jwt_validations,
+            jwt_cache,
+            jwks_refreshes,
+            jwks_age,
         })
     }
 
@@ -119,6 +160,33 @@ impl Metrics {
 
     pub fn policy_reload(&self, result: &str) {
         self.policy_reloads.with_label_values(&[result]).inc();
+    }
+
+    /// One JWT validation; `rejection` is the code of the refusal, `None` when valid.
+    pub fn jwt_validation(&self, issuer: &str, rejection: Option<&str>) {
+        let (result, reason) = match rejection {
+            None => ("valid", "ok"),
+            Some(code) => ("invalid", code),
+        };
+        self.jwt_validations
+            .with_label_values(&[issuer, result, reason])
+            .inc();
+    }
+
+    pub fn jwt_cache(&self, hit: bool) {
+        self.jwt_cache
+            .with_label_values(&[if hit { "hit" } else { "miss" }])
+            .inc();
+    }
+
+    pub fn jwks_refresh(&self, issuer: &str, ok: bool) {
+        self.jwks_refreshes
+            .with_label_values(&[issuer, if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    pub fn set_jwks_age(&self, issuer: &str, seconds: f64) {
+        self.jwks_age.with_label_values(&[issuer]).set(seconds);
     }
 
     /// The Prometheus text exposition of every metric.

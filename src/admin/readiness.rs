@@ -57,3 +57,36 @@ async fn connect(address: SocketAddr) -> Result<(), String> {
         Err(_) => Err(format!("no answer within {}ms", PROBE_TIMEOUT.as_millis())),
     }
 }
+
+/// The state of one issuer's key set.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeySetReadiness {
+    pub issuer: String,
+    /// Whether any key is loaded: without one, no token of this issuer can be validated.
+    pub has_keys: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_seconds: Option<u64>,
+    /// Older than the issuer's `jwks_stale_after`: the provider has not answered for long.
+    pub stale: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// The key sets of every JWKS issuer of `policy`.
+pub fn key_sets(policy: &Policy) -> Vec<KeySetReadiness> {
+    policy
+        .jwt
+        .iter()
+        .flat_map(|jwt| jwt.issuers())
+        .filter_map(|issuer| {
+            let jwks = issuer.jwks()?;
+            Some(KeySetReadiness {
+                issuer: issuer.name.clone(),
+                has_keys: jwks.has_keys(),
+                age_seconds: jwks.age().map(|a| a.as_secs()),
+                stale: jwks.is_stale(),
+                last_error: jwks.last_error(),
+            })
+        })
+        .collect()
+}

@@ -3,6 +3,10 @@
 
 pub mod cors;
 pub mod forwarded;
+pub mod identity;
+pub mod jwks;
+pub mod jwt;
 pub mod origin;
 pub mod request_id;
 pub mod security_headers;
+pub mod token_cache;

@@ -11,16 +11,18 @@ use super::diagnostics::{Diagnostics, PolicyError, Problem};
 use super::env::{expand, Env};
 use super::model::{Policy, ServerSettings};
 use super::schema::{
-    CorsSpec, Environment, RouteSpec, SecurityHeadersSpec, ServerSpec, UpstreamSpec,
+    CorsSpec, Environment, JwtSpec, RouteSpec, SecurityHeadersSpec, ServerSpec, UpstreamSpec,
 };
 use crate::edge::cors::CorsPolicy;
 use crate::edge::forwarded::TrustedProxies;
+use crate::edge::identity::IdentityPolicy;
+use crate::edge::jwt::JwtPolicy;
 use crate::edge::security_headers::SecurityHeaders;
 use crate::routing::Router;
 use crate::upstream::Upstream;
 
 /// The top-level keys a policy may have.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "environment",
     "listen",
     "admin_listen",
@@ -29,6 +31,7 @@ const SECTIONS: [&str; 9] = [
     "routes",
     "cors",
     "security_headers",
+    "jwt",
     "server",
 ];
 
@@ -153,6 +156,7 @@ struct Sections {
     routes_declared: Option<usize>,
     cors: CorsSpec,
     security_headers: SecurityHeadersSpec,
+    jwt: Option<JwtSpec>,
     server: ServerSpec,
 }
 
@@ -194,6 +198,7 @@ fn read_sections(root: Value, diag: &mut Diagnostics) -> Sections {
                 s.security_headers = section(value, "security_headers", diag).unwrap_or_default()
             }
             "server" => s.server = section(value, "server", diag).unwrap_or_default(),
+            "jwt" => s.jwt = Some(read_jwt(value, diag)),
             other => diag.error(
                 other,
                 format!(
@@ -289,6 +294,32 @@ fn read_upstreams(value: Value, diag: &mut Diagnostics) -> Vec<(String, Option<U
     out
 }
 
+/// `jwt:` with each issuer read on its own, so one issuer's typo does not hide the others
+/// (nor make every protected route look unprotected).
+fn read_jwt(mut value: Value, diag: &mut Diagnostics) -> JwtSpec {
+    let issuers = match &mut value {
+        Value::Mapping(map) => map.remove("issuers"),
+        _ => None,
+    };
+    let mut spec: JwtSpec = section(value, "jwt", diag).unwrap_or_default();
+    spec.issuers = match issuers {
+        None => Vec::new(),
+        Some(Value::Sequence(items)) => {
+            spec.issuers_declared = items.len();
+            items
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, item)| section(item, &format!("jwt.issuers[{i}]"), diag))
+                .collect()
+        }
+        Some(_) => {
+            diag.error("jwt.issuers", "a list of issuers");
+            Vec::new()
+        }
+    };
+    spec
+}
+
 fn read_routes(value: Value, diag: &mut Diagnostics) -> Vec<RouteSpec> {
     let Value::Sequence(items) = value else {
         diag.error("routes", "a list of routes, first match wins");
@@ -328,11 +359,24 @@ fn compile(s: Sections, env: &dyn Env, diag: &mut Diagnostics) -> Option<Policy>
             upstreams.push(upstream);
         }
     }
+    let jwt = s
+        .jwt
+        .as_ref()
+        .map(|spec| JwtPolicy::compile(spec, environment, env, diag));
+    let identity = IdentityPolicy::compile(
+        s.jwt.as_ref().and_then(|j| j.forward_claims.as_ref()),
+        s.jwt.as_ref().and_then(|j| j.roles_claim.as_deref()),
+        s.jwt.as_ref().and_then(|j| j.identity_secret.as_deref()),
+        environment,
+        env,
+        diag,
+    );
     // Compile the routes that could be read; when none could, their errors are already
     // listed and "at least one route" would only add noise.
+    let has_issuers = s.jwt.as_ref().is_some_and(|j| j.issuers_declared > 0);
     let router = match s.routes_declared {
         Some(declared) if declared == 0 || !s.routes.is_empty() => {
-            Router::compile(&s.routes, &names, diag)
+            Router::compile(&s.routes, &names, has_issuers, diag)
         }
         _ => Router::default(),
     };
@@ -352,6 +396,8 @@ fn compile(s: Sections, env: &dyn Env, diag: &mut Diagnostics) -> Option<Policy>
         router,
         cors: cors?,
         security_headers: security_headers?,
+        jwt,
+        identity,
         server,
     })
 }
@@ -408,7 +454,7 @@ admin_listen: "127.0.0.1:9090"
 upstreams:
   api: { url: "http://127.0.0.1:3000" }
 routes:
-  - { name: api, prefix: /api/, upstream: api }
+  - { name: api, prefix: /api/, upstream: api, auth: public }
 cors:
   origins: ["http://localhost:5173"]
 "#;
@@ -472,7 +518,7 @@ admin_listen: "nowhere"
 upstreams:
   api: { url: "http://127.0.0.1:3000" }
 routes:
-  - { name: api, prefix: /api/, upstream: apii }
+  - { name: api, prefix: /api/, upstream: apii, auth: public }
 cors:
   origins: ["https://*", "*.com", "https://a.com/path"]
 "#;
@@ -525,6 +571,20 @@ cors:
     }
 
     #[test]
+    fn a_bad_issuer_is_reported_alone() {
+        let text = MINIMAL.replace(", auth: public }", " }").to_owned()
+            + "jwt:\n  issuers:\n    - { issuer: a, audiences: [x], algorithms: [RS256], jwks_urll: 'https://a/jwks' }\n";
+        let found = problems(&text, &no_env());
+        let paths: Vec<_> = found.iter().map(|(p, _)| p.as_str()).collect();
+        // The typo, and its consequence; the protected route does not add a third error.
+        assert_eq!(
+            paths,
+            vec!["jwt.issuers[0].jwks_urll", "jwt.issuers[0].jwks_url"],
+            "{found:?}"
+        );
+    }
+
+    #[test]
     fn missing_required_sections_are_named() {
         let found = problems("environment: dev\n", &no_env());
         let paths: Vec<_> = found.iter().map(|(p, _)| p.as_str()).collect();
@@ -555,6 +615,16 @@ cors:
                 "FRONTEND_URL_PROD".to_owned(),
                 "https://www.example.com".to_owned(),
             ),
+            (
+                "JWT_ISSUER".to_owned(),
+                "https://id.example.com/".to_owned(),
+            ),
+            ("JWT_AUDIENCE".to_owned(), "api.example.com".to_owned()),
+            (
+                "JWKS_URL".to_owned(),
+                "https://id.example.com/.well-known/jwks.json".to_owned(),
+            ),
+            ("GARDIEN_INTERNAL_SECRET".to_owned(), "x".repeat(48)),
         ]);
         for name in ["dev.yaml", "staging.yaml", "production.yaml"] {
             let loaded =
@@ -562,6 +632,15 @@ cors:
             assert!(loaded.warnings.is_empty(), "{name}: {:?}", loaded.warnings);
         }
         let dev = load_file(&root.join("dev.yaml"), &no_env()).expect("dev needs no variable");
+        let warned: Vec<_> = dev.warnings.iter().map(|w| w.path.as_str()).collect();
+        assert_eq!(
+            warned,
+            vec![
+                "jwt.issuers[0].jwks_url",
+                "jwt.identity_secret",
+                "cors.origins_from_env[0]"
+            ]
+        );
         assert_eq!(dev.policy.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(dev.policy.admin_listen.to_string(), "127.0.0.1:9090");
         assert!(load_file(&root.join("production.yaml"), &no_env()).is_err());

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use crate::edge::cors::CorsPolicy;
 use crate::edge::forwarded::TrustedProxies;
+use crate::edge::identity::IdentityPolicy;
+use crate::edge::jwt::JwtPolicy;
 use crate::edge::security_headers::SecurityHeaders;
 use crate::routing::Router;
 use crate::upstream::Upstream;
@@ -25,6 +27,10 @@ pub struct Policy {
     pub router: Router,
     pub cors: CorsPolicy,
     pub security_headers: SecurityHeaders,
+    /// `None` when the policy has no `jwt:` section (every route is then public).
+    pub jwt: Option<JwtPolicy>,
+    /// Identity headers: stripped from every request, set from verified tokens, signed.
+    pub identity: IdentityPolicy,
     pub server: ServerSettings,
 }
 
@@ -42,15 +48,21 @@ impl Policy {
     pub fn summary(&self) -> String {
         let (exact, patterns) = self.cors.origin_counts();
         format!(
-            "environment {}, listen {}, admin {}, {} upstream(s), {} route(s), CORS {} origin(s) + {} pattern(s), {} security header(s)",
+            "environment {}, listen {}, admin {}, {} upstream(s), {} route(s) ({} public), CORS {} origin(s) + {} pattern(s), {} security header(s), {} JWT issuer(s)",
             self.environment.as_str(),
             self.listen,
             self.admin_listen,
             self.upstreams.len(),
             self.router.routes().len(),
+            self.router
+                .routes()
+                .iter()
+                .filter(|r| r.auth == crate::routing::RouteAuth::Public)
+                .count(),
             exact,
             patterns,
             self.security_headers.names().count(),
+            self.jwt.as_ref().map_or(0, |j| j.issuers().len()),
         )
     }
 

@@ -70,6 +70,81 @@ pub struct RouteSpec {
     /// Methods this route takes; any method when absent.
     #[serde(default)]
     pub methods: Option<Vec<String>>,
+    /// `public`: no token needed. Absent or `required`: a valid JWT is needed.
+    #[serde(default)]
+    pub auth: Option<RouteAuthSpec>,
+    /// Roles the token must carry (any one of them); implies `auth: required`.
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+}
+
+/// `routes[].auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteAuthSpec {
+    Public,
+    Required,
+}
+
+/// `jwt:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSpec {
+    /// Trusted issuers; the token's `iss` picks one.
+    #[serde(default)]
+    pub issuers: Vec<IssuerSpec>,
+    /// How many entries `issuers` had in the file, readable or not (set by the loader).
+    #[serde(skip)]
+    pub issuers_declared: usize,
+    /// Claim → header sent upstream. Default `{sub: X-User-Id, email: X-User-Email,
+    /// roles: X-User-Roles}`.
+    #[serde(default)]
+    pub forward_claims: Option<std::collections::BTreeMap<String, String>>,
+    /// The claim holding roles (a string or an array of strings). Default `roles`.
+    #[serde(default)]
+    pub roles_claim: Option<String>,
+    /// Verified tokens remembered, so a token sent again skips the signature check.
+    /// Default 10000; 0 turns the cache off.
+    #[serde(default)]
+    pub cache_size: Option<usize>,
+    /// Name of the secret keying `X-Gardien-Identity`. Default `GARDIEN_INTERNAL_SECRET`.
+    #[serde(default)]
+    pub identity_secret: Option<String>,
+}
+
+/// One entry of `jwt.issuers`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSpec {
+    /// Compared exactly with the token's `iss`.
+    pub issuer: String,
+    /// The token's `aud` must contain one of these.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Allowed `alg` values. `none` is never allowed.
+    pub algorithms: Vec<String>,
+    /// Where the issuer publishes its keys (asymmetric algorithms).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Name of the secret holding the HMAC key (HS256/HS384/HS512).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`. Default 30s.
+    #[serde(default, with = "humantime_serde")]
+    pub leeway: Option<Duration>,
+    /// Claims every token must carry, beyond `exp`.
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// Longest time between two JWKS fetches; `Cache-Control: max-age` may shorten it
+    /// (not below 30s). Default 10m.
+    #[serde(default, with = "humantime_serde")]
+    pub jwks_refresh: Option<Duration>,
+    /// Shortest time between two fetches caused by unknown `kid`s. Default 10s.
+    #[serde(default, with = "humantime_serde")]
+    pub jwks_cooldown: Option<Duration>,
+    /// Age past which `/readyz` reports the key set as stale. Default 1h.
+    #[serde(default, with = "humantime_serde")]
+    pub jwks_stale_after: Option<Duration>,
 }
 
 /// `cors:`.

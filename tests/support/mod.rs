@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod jwt;
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -156,7 +158,8 @@ async fn record(
     response
 }
 
-/// A policy for tests: the upstreams come from `API_UPSTREAM_URL` / `BACKEND_UPSTREAM_URL`,
+/// A policy for tests of the foundation (every route public; the JWT tests have their own):
+/// the upstreams come from `API_UPSTREAM_URL` / `BACKEND_UPSTREAM_URL`,
 /// listeners from `GARDIEN_LISTEN` / `GARDIEN_ADMIN_LISTEN`.
 pub const TEST_POLICY: &str = r#"
 environment: dev
@@ -166,10 +169,10 @@ upstreams:
   api: { url: "${API_UPSTREAM_URL}", connect_timeout: 1s, read_timeout: 1s }
   backend: { url: "${BACKEND_UPSTREAM_URL}", connect_timeout: 1s, read_timeout: 1s }
 routes:
-  - { name: auth, prefix: /api/auth/, upstream: api }
-  - { name: reports, prefix: /api/reports, upstream: backend }
-  - { name: api, prefix: /api/, upstream: api }
-  - { name: readonly, prefix: /readonly, upstream: api, methods: [GET, HEAD] }
+  - { name: auth, prefix: /api/auth/, upstream: api, auth: public }
+  - { name: reports, prefix: /api/reports, upstream: backend, auth: public }
+  - { name: api, prefix: /api/, upstream: api, auth: public }
+  - { name: readonly, prefix: /readonly, upstream: api, methods: [GET, HEAD], auth: public }
 cors:
   origins:
     - "http://localhost:5173"

@@ -1,0 +1,429 @@
+//! Identity headers: what an upstream may trust about the caller.
+//!
+//! Client-sent copies of the identity headers (and of the signature header) are removed
+//! from **every** request, public routes included, before anything else; after a token is
+//! verified, its claims are forwarded as headers per `jwt.forward_claims`. Every request
+//! forwarded also carries `X-Gardien-Identity: v1;<unix-ts>;<hex HMAC-SHA256>` keyed by the
+//! internal secret, so a service behind gardien can prove the request came through it and
+//! that the identity headers are gardien's. The format is specified in `docs/IDENTITY.md`.
+
+use std::collections::BTreeMap;
+
+use hmac::{Hmac, Mac};
+use http::{HeaderName, HeaderValue};
+use pingora::http::RequestHeader;
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+use crate::policy::{Diagnostics, Env, Environment};
+use crate::secrets::{self, Secret};
+
+/// The header carrying gardien's signature.
+pub const SIGNATURE_HEADER: &str = "x-gardien-identity";
+/// Version tag of the signature format.
+pub const SIGNATURE_VERSION: &str = "v1";
+/// Default name of the secret keying the signature.
+pub const DEFAULT_SECRET_NAME: &str = "GARDIEN_INTERNAL_SECRET";
+/// Shortest internal secret accepted in production.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+const DEFAULT_FORWARD: [(&str, &str); 3] = [
+    ("sub", "x-user-id"),
+    ("email", "x-user-email"),
+    ("roles", "x-user-roles"),
+];
+
+/// The validated identity settings.
+#[derive(Debug)]
+pub struct IdentityPolicy {
+    /// Claim → header, sorted by header name (the signing order).
+    forward: Vec<(String, HeaderName)>,
+    roles_claim: String,
+    /// Removed from every incoming request.
+    strip: Vec<HeaderName>,
+    signer: Option<Secret>,
+}
+
+impl IdentityPolicy {
+    /// Builds the identity settings from `jwt.forward_claims`, `jwt.roles_claim` and the
+    /// internal secret (required outside `dev`).
+    pub fn compile(
+        forward_claims: Option<&BTreeMap<String, String>>,
+        roles_claim: Option<&str>,
+        secret_name: Option<&str>,
+        environment: Environment,
+        env: &dyn Env,
+        diag: &mut Diagnostics,
+    ) -> IdentityPolicy {
+        let pairs: Vec<(String, String)> = match forward_claims {
+            Some(map) => map.iter().map(|(c, h)| (c.clone(), h.clone())).collect(),
+            None => DEFAULT_FORWARD
+                .iter()
+                .map(|(c, h)| ((*c).to_owned(), (*h).to_owned()))
+                .collect(),
+        };
+        let mut forward = Vec::with_capacity(pairs.len());
+        for (claim, header) in pairs {
+            match HeaderName::from_bytes(header.trim().as_bytes()) {
+                Ok(name) if forward.iter().any(|(_, n)| *n == name) => diag.error(
+                    format!("jwt.forward_claims.{claim}"),
+                    format!("header `{header}` is already used by another claim"),
+                ),
+                Ok(name) if is_reserved(&name) => diag.error(
+                    format!("jwt.forward_claims.{claim}"),
+                    format!("`{header}` cannot carry a claim: gardien sets it itself"),
+                ),
+                Ok(name) => forward.push((claim, name)),
+                Err(_) => diag.error(
+                    format!("jwt.forward_claims.{claim}"),
+                    format!("`{header}` is not a valid header name"),
+                ),
+            }
+        }
+        forward.sort_by(|a, b| a.1.as_str().cmp(b.1.as_str()));
+        let mut strip: Vec<HeaderName> = forward.iter().map(|(_, h)| h.clone()).collect();
+        strip.push(HeaderName::from_static(SIGNATURE_HEADER));
+
+        let name = secret_name.unwrap_or(DEFAULT_SECRET_NAME);
+        let signer = secrets::read(name, env);
+        match (&signer, environment) {
+            (None, Environment::Dev) => diag.warn(
+                "jwt.identity_secret",
+                format!("secret {name} is not set: requests go upstream without X-Gardien-Identity (dev only)"),
+            ),
+            (None, _) => diag.error(
+                "jwt.identity_secret",
+                format!("secret {name} is not set: upstreams could not tell gardien's requests from forged ones"),
+            ),
+            (Some(secret), Environment::Production) if secret.len() < MIN_SECRET_BYTES => diag.error(
+                "jwt.identity_secret",
+                format!("secret {name} is {} bytes; production needs at least {MIN_SECRET_BYTES}", secret.len()),
+            ),
+            (Some(secret), _) if secret.len() < MIN_SECRET_BYTES => diag.warn(
+                "jwt.identity_secret",
+                format!("secret {name} is shorter than {MIN_SECRET_BYTES} bytes (refused in production)"),
+            ),
+            _ => {}
+        }
+        IdentityPolicy {
+            forward,
+            roles_claim: roles_claim.unwrap_or("roles").to_owned(),
+            strip,
+            signer,
+        }
+    }
+
+    /// Removes client-sent identity and signature headers: only gardien sets them.
+    pub fn strip_spoofed(&self, request: &mut RequestHeader) {
+        for name in &self.strip {
+            while request.remove_header(name).is_some() {}
+        }
+    }
+
+    /// The roles a token carries: its roles claim as an array of strings, or a string of
+    /// roles separated by spaces or commas.
+    pub fn roles(&self, claims: &Map<String, Value>) -> Vec<Box<str>> {
+        let valid = |r: &str| !r.is_empty() && r.bytes().all(|b| b.is_ascii_graphic() && b != b',');
+        match claims.get(&self.roles_claim) {
+            Some(Value::String(s)) => s
+                .split([' ', ','])
+                .filter(|r| valid(r))
+                .map(Into::into)
+                .collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|r| valid(r))
+                .map(Into::into)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The identity headers for a verified token's claims. The roles claim is sent as the
+    /// normalised comma-separated list; other arrays are joined with `,`; a value that
+    /// cannot be a header (control characters) is left out.
+    pub fn headers(
+        &self,
+        claims: &Map<String, Value>,
+        roles: &[Box<str>],
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = Vec::with_capacity(self.forward.len());
+        for (claim, header) in &self.forward {
+            let text = if *claim == self.roles_claim {
+                if roles.is_empty() && !claims.contains_key(claim) {
+                    continue;
+                }
+                roles.join(",")
+            } else {
+                match claims.get(claim) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Number(n)) => n.to_string(),
+                    Some(Value::Bool(b)) => b.to_string(),
+                    Some(Value::Array(items)) => items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    _ => continue,
+                }
+            };
+            match HeaderValue::from_str(&text) {
+                Ok(value) => out.push((header.clone(), value)),
+                Err(_) => tracing::debug!(
+                    claim = claim.as_str(),
+                    "claim not forwarded: not a valid header value"
+                ),
+            }
+        }
+        out
+    }
+
+    /// `X-Gardien-Identity` for a request, or `None` without a secret.
+    pub fn signature(
+        &self,
+        method: &str,
+        path: &str,
+        unix_ts: u64,
+        identity: &[(HeaderName, HeaderValue)],
+    ) -> Option<HeaderValue> {
+        let key = self.signer.as_ref()?;
+        let mac = mac(key.expose(), method, path, unix_ts, identity);
+        HeaderValue::from_str(&format!("{SIGNATURE_VERSION};{unix_ts};{mac}")).ok()
+    }
+
+    pub fn signs(&self) -> bool {
+        self.signer.is_some()
+    }
+}
+
+/// Headers gardien sets itself and a claim may not take over.
+fn is_reserved(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        SIGNATURE_HEADER
+            | "x-request-id"
+            | "x-forwarded-for"
+            | "x-forwarded-proto"
+            | "x-forwarded-host"
+            | "host"
+            | "authorization"
+            | "content-length"
+            | "transfer-encoding"
+            | "connection"
+    )
+}
+
+/// Hex HMAC-SHA256 over the canonical message (see `docs/IDENTITY.md`):
+/// `v1\n<METHOD>\n<path>\n<ts>\n` then `<lower-case header name>:<value>\n` for each
+/// identity header sent, in header-name order.
+pub fn mac(
+    key: &[u8],
+    method: &str,
+    path: &str,
+    unix_ts: u64,
+    identity: &[(HeaderName, HeaderValue)],
+) -> String {
+    let mut sorted: Vec<&(HeaderName, HeaderValue)> = identity.iter().collect();
+    sorted.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
+    let Ok(mut hmac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    hmac.update(SIGNATURE_VERSION.as_bytes());
+    hmac.update(b"\n");
+    hmac.update(method.as_bytes());
+    hmac.update(b"\n");
+    hmac.update(path.as_bytes());
+    hmac.update(b"\n");
+    hmac.update(unix_ts.to_string().as_bytes());
+    hmac.update(b"\n");
+    for (name, value) in sorted {
+        hmac.update(name.as_str().as_bytes());
+        hmac.update(b":");
+        hmac.update(value.as_bytes());
+        hmac.update(b"\n");
+    }
+    hex::encode(hmac.finalize().into_bytes())
+}
+
+/// Checks an `X-Gardien-Identity` value the way a service behind gardien should: the
+/// version, a timestamp within `window_secs` of `now`, and the MAC (compared in constant
+/// time). Provided for tests and as the reference for other implementations.
+pub fn verify(
+    key: &[u8],
+    header: &str,
+    method: &str,
+    path: &str,
+    identity: &[(HeaderName, HeaderValue)],
+    now: u64,
+    window_secs: u64,
+) -> bool {
+    let mut parts = header.splitn(3, ';');
+    let (Some(version), Some(ts), Some(given)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(ts) = ts.parse::<u64>() else {
+        return false;
+    };
+    if version != SIGNATURE_VERSION || ts.abs_diff(now) > window_secs {
+        return false;
+    }
+    let expected = mac(key, method, path, ts, identity);
+    let (a, b) = (expected.as_bytes(), given.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn policy(env: &[(&str, &str)], environment: Environment) -> (IdentityPolicy, Diagnostics) {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        let mut diag = Diagnostics::default();
+        (
+            IdentityPolicy::compile(None, None, None, environment, &env, &mut diag),
+            diag,
+        )
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn claims(json: serde_json::Value) -> Map<String, Value> {
+        json.as_object().expect("object").clone()
+    }
+
+    #[test]
+    fn spoofed_headers_are_stripped() {
+        let (p, _) = policy(&[(DEFAULT_SECRET_NAME, SECRET)], Environment::Dev);
+        let mut request = RequestHeader::build("GET", b"/api/x", None).expect("request");
+        request.append_header("X-User-Id", "admin").expect("h");
+        request.append_header("x-user-id", "root").expect("h");
+        request.append_header("X-User-Roles", "admin").expect("h");
+        request
+            .append_header("X-Gardien-Identity", "v1;1;00")
+            .expect("h");
+        request.append_header("X-Other", "kept").expect("h");
+        p.strip_spoofed(&mut request);
+        let names: Vec<_> = request
+            .headers
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .collect();
+        assert_eq!(names, vec!["x-other"]);
+    }
+
+    #[test]
+    fn claims_become_headers_and_roles_are_normalised() {
+        let (p, _) = policy(&[], Environment::Dev);
+        let c = claims(
+            serde_json::json!({"sub": "u-1", "email": "a@b.co", "roles": ["admin", "bad,role", "ops"]}),
+        );
+        let roles = p.roles(&c);
+        assert_eq!(roles, vec!["admin".into(), "ops".into()] as Vec<Box<str>>);
+        let headers = p.headers(&c, &roles);
+        let find = |n: &str| {
+            headers
+                .iter()
+                .find(|(h, _)| h == n)
+                .map(|(_, v)| v.to_str().expect("ascii").to_owned())
+        };
+        assert_eq!(find("x-user-id").as_deref(), Some("u-1"));
+        assert_eq!(find("x-user-email").as_deref(), Some("a@b.co"));
+        assert_eq!(find("x-user-roles").as_deref(), Some("admin,ops"));
+        let c = claims(serde_json::json!({"sub": "u\r\nx", "roles": "admin editor"}));
+        assert_eq!(p.roles(&c).len(), 2);
+        assert!(
+            p.headers(&c, &p.roles(&c))
+                .iter()
+                .all(|(h, _)| h != "x-user-id"),
+            "CR/LF never forwarded"
+        );
+    }
+
+    #[test]
+    fn signatures_verify_and_detect_tampering() {
+        let (p, diag) = policy(&[(DEFAULT_SECRET_NAME, SECRET)], Environment::Production);
+        assert!(!diag.has_errors());
+        let identity = vec![
+            (
+                HeaderName::from_static("x-user-id"),
+                HeaderValue::from_static("u-1"),
+            ),
+            (
+                HeaderName::from_static("x-user-roles"),
+                HeaderValue::from_static("admin"),
+            ),
+        ];
+        let header = p
+            .signature("GET", "/api/me", 1_700_000_000, &identity)
+            .expect("signed");
+        let header = header.to_str().expect("ascii");
+        assert!(header.starts_with("v1;1700000000;"));
+        let key = SECRET.as_bytes();
+        assert!(verify(
+            key,
+            header,
+            "GET",
+            "/api/me",
+            &identity,
+            1_700_000_010,
+            30
+        ));
+        assert!(
+            !verify(key, header, "GET", "/api/me", &identity, 1_700_000_031, 30),
+            "stale"
+        );
+        assert!(
+            !verify(key, header, "POST", "/api/me", &identity, 1_700_000_000, 30),
+            "method"
+        );
+        assert!(
+            !verify(
+                key,
+                header,
+                "GET",
+                "/api/other",
+                &identity,
+                1_700_000_000,
+                30
+            ),
+            "path"
+        );
+        let forged = vec![(
+            HeaderName::from_static("x-user-id"),
+            HeaderValue::from_static("u-2"),
+        )];
+        assert!(
+            !verify(key, header, "GET", "/api/me", &forged, 1_700_000_000, 30),
+            "identity"
+        );
+        assert!(!verify(
+            b"another key",
+            header,
+            "GET",
+            "/api/me",
+            &identity,
+            1_700_000_000,
+            30
+        ));
+    }
+
+    #[test]
+    fn the_secret_is_required_outside_dev_and_long_in_production() {
+        let (p, diag) = policy(&[], Environment::Dev);
+        assert!(!p.signs() && !diag.has_errors() && diag.warnings().len() == 1);
+        let (_, diag) = policy(&[], Environment::Staging);
+        assert_eq!(diag.errors()[0].path, "jwt.identity_secret");
+        let (_, diag) = policy(&[(DEFAULT_SECRET_NAME, "short")], Environment::Production);
+        assert!(diag.errors()[0].message.contains("at least 32"));
+        assert!(
+            !diag.errors()[0].message.contains("short"),
+            "the value is never shown"
+        );
+    }
+}
