@@ -3,13 +3,7 @@
 
 mod support;
 
-use support::{client, GatewayProcess, RecordingUpstream, TEST_POLICY};
-
-async fn get_json(url: String) -> (u16, serde_json::Value) {
-    let response = client().get(url).send().await.expect("admin request");
-    let status = response.status().as_u16();
-    (status, response.json().await.expect("JSON"))
-}
+use support::{client, series_value, GatewayProcess, RecordingUpstream, TEST_POLICY};
 
 #[tokio::test]
 async fn readyz_follows_the_upstreams() {
@@ -24,12 +18,12 @@ async fn readyz_follows_the_upstreams() {
     )
     .await;
 
-    let (status, body) = get_json(gateway.admin_url("/readyz")).await;
+    let (status, body) = gateway.admin_json("/readyz").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ready");
 
     backend.stop().await;
-    let (status, body) = get_json(gateway.admin_url("/readyz")).await;
+    let (status, body) = gateway.admin_json("/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "not_ready");
     let failing: Vec<_> = body["failing"]
@@ -41,47 +35,22 @@ async fn readyz_follows_the_upstreams() {
     assert_eq!(failing, vec!["backend"]);
 
     // /healthz says the process is up, whatever the upstreams.
-    let (status, body) = get_json(gateway.admin_url("/healthz")).await;
+    let (status, body) = gateway.admin_json("/healthz").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
 
     // Back up on the same address: ready again.
     let _backend = RecordingUpstream::start_on(&backend.addr.to_string()).await;
-    let (status, _) = get_json(gateway.admin_url("/readyz")).await;
+    let (status, _) = gateway.admin_json("/readyz").await;
     assert_eq!(status, 200);
-}
-
-fn series_value(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_method_and_status() {
     let api = RecordingUpstream::start().await;
-    let gateway = GatewayProcess::start(
-        TEST_POLICY,
-        &[
-            ("API_UPSTREAM_URL", &api.url()),
-            ("BACKEND_UPSTREAM_URL", &api.url()),
-        ],
-    )
-    .await;
-    let scrape = || async {
-        client()
-            .get(gateway.admin_url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text")
-    };
+    let gateway = GatewayProcess::with_upstream(TEST_POLICY, &api).await;
     let ok = r#"gardien_requests_total{method="GET",route="api",status="2xx"}"#;
     let missing = r#"gardien_requests_total{method="GET",route="unmatched",status="4xx"}"#;
-    let before = scrape().await;
+    let before = gateway.metrics().await;
     for _ in 0..3 {
         client()
             .get(gateway.url("/api/x"))
@@ -94,7 +63,7 @@ async fn metrics_count_requests_by_route_method_and_status() {
         .send()
         .await
         .expect("request");
-    let after = scrape().await;
+    let after = gateway.metrics().await;
     assert_eq!(
         series_value(&after, ok) - series_value(&before, ok),
         3.0,
@@ -118,15 +87,8 @@ async fn metrics_count_requests_by_route_method_and_status() {
 #[tokio::test]
 async fn status_describes_the_running_policy() {
     let api = RecordingUpstream::start().await;
-    let gateway = GatewayProcess::start(
-        TEST_POLICY,
-        &[
-            ("API_UPSTREAM_URL", &api.url()),
-            ("BACKEND_UPSTREAM_URL", &api.url()),
-        ],
-    )
-    .await;
-    let (status, body) = get_json(gateway.admin_url("/status")).await;
+    let gateway = GatewayProcess::with_upstream(TEST_POLICY, &api).await;
+    let (status, body) = gateway.admin_json("/status").await;
     assert_eq!(status, 200);
     assert_eq!(body["environment"], "dev");
     let routes: Vec<_> = body["routes"]
@@ -136,7 +98,7 @@ async fn status_describes_the_running_policy() {
         .map(|r| r["name"].as_str().expect("name").to_owned())
         .collect();
     assert_eq!(routes, vec!["auth", "reports", "api", "readonly"]);
-    let (status, body) = get_json(gateway.admin_url("/nope")).await;
+    let (status, body) = gateway.admin_json("/nope").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (404, Some("not_found"))

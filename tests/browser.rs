@@ -104,7 +104,7 @@ async fn scenario() {
         tempfile::tempdir().expect("a tempdir for the gateway"),
     )
     .await;
-    let refused_before = metric(&gateway, REFUSED_SERIES).await;
+    let refused_before = gateway.metric(REFUSED_SERIES).await;
 
     let driver = ChromeDriver::start().await;
     let browser = driver.session().await;
@@ -156,7 +156,7 @@ async fn scenario() {
 
     // The browser blocked it because the gateway refused it (at the preflight), and the
     // sign-up never reached the API: that account does not exist.
-    let refused_after = metric(&gateway, REFUSED_SERIES).await;
+    let refused_after = gateway.metric(REFUSED_SERIES).await;
     assert!(
         refused_after > refused_before,
         "{REFUSED_SERIES} went from {refused_before} to {refused_after}\n{}",
@@ -224,23 +224,6 @@ fn unique_suffix() -> String {
         .expect("the clock is after 1970")
         .as_nanos();
     format!("{}-{nanos}", std::process::id())
-}
-
-/// One sample of the gateway's admin `/metrics`, 0 when the series is absent.
-async fn metric(gateway: &GatewayProcess, series: &str) -> f64 {
-    let text = client()
-        .get(gateway.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("the metrics text");
-    text.lines()
-        .find_map(|line| line.strip_prefix(series))
-        .map_or(0.0, |value| {
-            value.trim().parse().expect("a numeric metric value")
-        })
 }
 
 /// Binds `port` on both loopback addresses, or `None` if either is taken. Chromium may

@@ -47,21 +47,6 @@ async fn preflight(
     request.send().await.expect("preflight")
 }
 
-async fn metric(gateway: &GatewayProcess, series: &str) -> f64 {
-    let text = client()
-        .get(gateway.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|line| line.strip_prefix(series))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn allowed_preflight_is_answered_at_the_edge() {
     let s = setup(&[]).await;
@@ -126,7 +111,7 @@ async fn refused_preflights_get_403_json_and_never_reach_the_upstream() {
     ];
     for (origin, method, headers, code, reason) in cases {
         let series = format!("gardien_cors_rejections_total{{reason=\"{reason}\"}}");
-        let before = metric(&s.gateway, &series).await;
+        let before = s.gateway.metric(&series).await;
         let response = preflight(&s.gateway, origin, method, headers).await;
         assert_eq!(response.status(), 403, "{origin} {method}");
         let h = response.headers().clone();
@@ -142,7 +127,7 @@ async fn refused_preflights_get_403_json_and_never_reach_the_upstream() {
         let (found, request_id) = error_shape(&body);
         assert_eq!(found, code);
         assert_eq!(header(&h, "x-request-id"), Some(request_id));
-        assert_eq!(metric(&s.gateway, &series).await, before + 1.0, "{series}");
+        assert_eq!(s.gateway.metric(&series).await, before + 1.0, "{series}");
     }
     assert_eq!(s.api.count(), 0);
 }
@@ -315,11 +300,9 @@ async fn refusals_are_logged_once_per_origin() {
     assert_eq!(lines("https://other.test"), 1, "{log}");
     assert!(log.contains("reason=\"origin_not_allowed\""), "{log}");
     assert_eq!(
-        metric(
-            &s.gateway,
-            "gardien_cors_rejections_total{reason=\"origin_not_allowed\"}"
-        )
-        .await,
+        s.gateway
+            .metric("gardien_cors_rejections_total{reason=\"origin_not_allowed\"}")
+            .await,
         6.0
     );
 }

@@ -277,14 +277,7 @@ async fn every_failure_reason_is_a_401_that_never_reaches_the_upstream() {
     no_exp.as_object_mut().expect("object").remove("exp");
     assert_refused(&s, Some(&key.sign(&no_exp)), "claim_missing").await;
 
-    let metrics = client()
-        .get(s.gateway.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = s.gateway.metrics().await;
     assert!(
         metrics.contains(r#"gardien_jwt_validations_total{issuer="https://id.test",reason="token_expired",result="invalid"} 1"#),
         "{metrics}"
@@ -441,14 +434,7 @@ async fn identity_provider_down_keeps_the_last_good_keys() {
     // A token never seen before (not cached) still validates with the cached key set.
     let token = key.sign(&good_claims("fresh-user"));
     assert_eq!(call(&s.gateway, "/api/x", Some(&token)).await.status, 200);
-    let readyz: Value = client()
-        .get(s.gateway.admin_url("/readyz"))
-        .send()
-        .await
-        .expect("readyz")
-        .json()
-        .await
-        .expect("json");
+    let (_, readyz) = s.gateway.admin_json("/readyz").await;
     assert_eq!(readyz["status"], "degraded", "{readyz}");
     assert_eq!(readyz["jwks"][0]["stale"], true, "{readyz}");
     assert!(readyz["jwks"][0]["last_error"].is_string(), "{readyz}");
@@ -456,14 +442,7 @@ async fn identity_provider_down_keeps_the_last_good_keys() {
     s.jwks.restart().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let readyz: Value = client()
-            .get(s.gateway.admin_url("/readyz"))
-            .send()
-            .await
-            .expect("readyz")
-            .json()
-            .await
-            .expect("json");
+        let (_, readyz) = s.gateway.admin_json("/readyz").await;
         if readyz["status"] == "ready" {
             break;
         }
@@ -559,14 +538,7 @@ async fn repeated_tokens_are_served_from_the_cache() {
     for _ in 0..5 {
         assert_eq!(call(&s.gateway, "/api/x", Some(&token)).await.status, 200);
     }
-    let metrics = client()
-        .get(s.gateway.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = s.gateway.metrics().await;
     assert!(
         metrics.contains(r#"gardien_jwt_cache_total{result="hit"} 4"#),
         "{metrics}"

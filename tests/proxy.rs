@@ -227,14 +227,7 @@ async fn unreachable_upstream_is_a_502_json_error_with_edge_headers() {
     let (code, id) = error_shape(&response.text().await.expect("body"));
     assert_eq!(code, "upstream_unreachable");
     assert_eq!(header(&h, "x-request-id"), Some(id));
-    let metrics = client()
-        .get(gateway.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = gateway.metrics().await;
     assert!(
         metrics.contains(
             r#"gardien_upstream_errors_total{kind="connect_refused",upstream="backend"} 1"#

@@ -40,32 +40,10 @@ fn with_new_origin(policy: &str) -> String {
     )
 }
 
-async fn metric(gateway: &GatewayProcess, series: &str) -> f64 {
-    let text = client()
-        .get(gateway.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|line| line.strip_prefix(series))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn a_changed_file_is_applied_and_an_invalid_one_refused() {
     let api = RecordingUpstream::start().await;
-    let gateway = GatewayProcess::start(
-        TEST_POLICY,
-        &[
-            ("API_UPSTREAM_URL", &api.url()),
-            ("BACKEND_UPSTREAM_URL", &api.url()),
-        ],
-    )
-    .await;
+    let gateway = GatewayProcess::with_upstream(TEST_POLICY, &api).await;
     assert!(!allowed(&gateway, NEW_ORIGIN).await);
 
     std::fs::write(gateway.policy_path(), with_new_origin(TEST_POLICY)).expect("rewrite");
@@ -74,22 +52,18 @@ async fn a_changed_file_is_applied_and_an_invalid_one_refused() {
     })
     .await;
     assert_eq!(
-        metric(
-            &gateway,
-            r#"gardien_policy_reloads_total{result="applied"}"#
-        )
-        .await,
+        gateway
+            .metric(r#"gardien_policy_reloads_total{result="applied"}"#)
+            .await,
         1.0
     );
 
     let broken = with_new_origin(TEST_POLICY).replace("routes:", "routs:");
     std::fs::write(gateway.policy_path(), broken).expect("break");
     eventually("the refusal is counted", || async {
-        metric(
-            &gateway,
-            r#"gardien_policy_reloads_total{result="refused"}"#,
-        )
-        .await
+        gateway
+            .metric(r#"gardien_policy_reloads_total{result="refused"}"#)
+            .await
             >= 1.0
     })
     .await;
@@ -114,14 +88,7 @@ async fn sighup_reloads_when_file_watching_is_off() {
         "server: { threads: 1, graceful_shutdown_timeout: 1s, watch_policy: false }",
     );
     assert_ne!(policy, TEST_POLICY);
-    let gateway = GatewayProcess::start(
-        &policy,
-        &[
-            ("API_UPSTREAM_URL", &api.url()),
-            ("BACKEND_UPSTREAM_URL", &api.url()),
-        ],
-    )
-    .await;
+    let gateway = GatewayProcess::with_upstream(&policy, &api).await;
     std::fs::write(gateway.policy_path(), with_new_origin(&policy)).expect("rewrite");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(

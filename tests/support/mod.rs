@@ -207,6 +207,16 @@ impl GatewayProcess {
         Self::start_file(&path, env, dir).await
     }
 
+    /// Starts `policy` with both `api` and `backend` sent to `upstream`.
+    pub async fn with_upstream(policy: &str, upstream: &RecordingUpstream) -> Self {
+        let url = upstream.url();
+        Self::start(
+            policy,
+            &[("API_UPSTREAM_URL", &url), ("BACKEND_UPSTREAM_URL", &url)],
+        )
+        .await
+    }
+
     /// Starts `gardien run --policy <path>` (a shipped policy, for instance).
     pub async fn start_file(path: &Path, env: &[(&str, &str)], dir: tempfile::TempDir) -> Self {
         let (port, admin_port) = (free_port(), free_port());
@@ -291,6 +301,35 @@ impl GatewayProcess {
         format!("{}{path}", self.admin)
     }
 
+    /// The admin `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("the metrics text")
+    }
+
+    /// One sample of `/metrics`, named exactly as exposed (`name{label="v",…}`); 0 when
+    /// the series is absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        series_value(&self.metrics().await, series)
+    }
+
+    /// `GET` an admin path: the status and the JSON body.
+    pub async fn admin_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = client()
+            .get(self.admin_url(path))
+            .send()
+            .await
+            .expect("admin request");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
     /// `host:port` of the proxy listener.
     pub fn proxy_addr(&self) -> String {
         self.base.trim_start_matches("http://").to_owned()
@@ -302,6 +341,16 @@ impl Drop for GatewayProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One sample of a Prometheus text exposition, 0 when the series is absent.
+pub fn series_value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series))
+        .map_or(0.0, |value| {
+            value.trim().parse().expect("a numeric metric value")
+        })
 }
 
 /// A client that never uses a proxy from the environment.
