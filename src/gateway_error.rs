@@ -142,6 +142,29 @@ impl GatewayError {
         )
     }
 
+    /// `429` from rule `rule`; come back after `retry_after_secs`.
+    pub fn rate_limited(rule: &str, retry_after_secs: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests (rule `{rule}`); retry after {retry_after_secs}s"),
+        )
+        .with_header(
+            http::header::RETRY_AFTER,
+            HeaderValue::from(retry_after_secs),
+        )
+    }
+
+    /// `503` when an upstream has as many requests in flight as it may.
+    pub fn overloaded(upstream: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!("the upstream `{upstream}` is at capacity; retry shortly"),
+        )
+        .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1"))
+    }
+
     pub fn bad_request() -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

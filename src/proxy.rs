@@ -25,9 +25,11 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{ErrorSource, ErrorType};
 
 use crate::admin::metrics::Metrics;
+use crate::edge::adaptive::InFlight;
 use crate::edge::cors::{CorsOutcome, CorsPolicy, CorsRefusal, OriginHeader};
 use crate::edge::forwarded;
 use crate::edge::jwt::{unix_now, AuthorizationHeader, TokenRejection};
+use crate::edge::rate_limit::{Phase, RequestFacts};
 use crate::edge::request_id::{self, RequestId};
 use crate::edge::token_cache::VerifiedToken;
 use crate::gateway_error::GatewayError;
@@ -59,6 +61,12 @@ pub struct RequestCtx {
     cors: CorsOutcome,
     /// The verified token, on a protected route.
     identity: Option<Arc<VerifiedToken>>,
+    /// `RateLimit-Policy` and `RateLimit` items of the rules that ran.
+    rate_headers: Vec<(String, String)>,
+    /// Held while the request is with its upstream (the `max_in_flight` cap).
+    in_flight: Option<InFlight>,
+    /// Whether the exchange with the upstream failed (for the adaptive controller).
+    upstream_failed: bool,
 }
 
 impl RequestCtx {
@@ -98,6 +106,17 @@ impl Gateway {
         ctx.policy.security_headers.apply(response)?;
         let id = ctx.request_id().header_value().clone();
         response.insert_header(request_id::HEADER, id)?;
+        if !ctx.rate_headers.is_empty() {
+            let join = |pick: fn(&(String, String)) -> &str| {
+                ctx.rate_headers
+                    .iter()
+                    .map(pick)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            response.insert_header("ratelimit-policy", join(|(p, _)| p.as_str()))?;
+            response.insert_header("ratelimit", join(|(_, r)| r.as_str()))?;
+        }
         Ok(())
     }
 
@@ -205,6 +224,94 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// What a routed request passes before it may go upstream, in order: the rate limits
+    /// keyed without the user, the token, the rate limits keyed by user, and the upstream's
+    /// cap on requests in flight. Returns `true` when the gateway answered.
+    async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if self.limit(session, ctx, Phase::PreAuth).await? {
+            return Ok(true);
+        }
+        if self.authenticate(session, ctx).await? {
+            return Ok(true);
+        }
+        if self.limit(session, ctx, Phase::PostAuth).await? {
+            return Ok(true);
+        }
+        self.reserve_upstream(session, ctx).await
+    }
+
+    /// Runs the rate-limit rules of `phase`; answers `429` when one refuses.
+    async fn limit(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        phase: Phase,
+    ) -> Result<bool> {
+        let policy = Arc::clone(&ctx.policy);
+        if policy.rate_limits.rules().is_empty() {
+            return Ok(false);
+        }
+        let Some(route_index) = ctx.route else {
+            return Ok(false);
+        };
+        let Some(route) = policy.router.get(route_index) else {
+            return Ok(false);
+        };
+        let request = session.req_header();
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        let client_ip = forwarded::client_ip(
+            peer,
+            request.headers.get_all("x-forwarded-for").iter(),
+            &policy.trusted_proxies,
+        );
+        let facts = RequestFacts {
+            route: route_index,
+            route_name: &route.name,
+            client_ip,
+            user: ctx.identity.as_ref().and_then(|v| v.subject.as_deref()),
+            headers: &request.headers,
+            factor: policy.loads.get(route.upstream).map_or(1.0, |l| l.factor()),
+        };
+        let verdict = policy.rate_limits.check(phase, &facts, &self.metrics).await;
+        ctx.rate_headers.extend(verdict.header_items);
+        let Some(refusal) = verdict.refused else {
+            return Ok(false);
+        };
+        let error = GatewayError::rate_limited(&refusal.rule, refusal.retry_after_secs);
+        self.respond(session, ctx, &error).await?;
+        Ok(true)
+    }
+
+    /// Takes a place among the upstream's requests in flight, or answers `503` when they
+    /// are all taken: shedding at once beats queueing for an upstream already overloaded.
+    async fn reserve_upstream(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let policy = Arc::clone(&ctx.policy);
+        let (Some(settings), Some(route)) = (
+            &policy.adaptive,
+            ctx.route.and_then(|i| policy.router.get(i)),
+        ) else {
+            return Ok(false);
+        };
+        let Some(load) = policy.loads.get(route.upstream) else {
+            return Ok(false);
+        };
+        match load.try_acquire(settings.max_in_flight) {
+            Some(in_flight) => {
+                ctx.in_flight = Some(in_flight);
+                Ok(false)
+            }
+            None => {
+                self.metrics.shed(&load.name);
+                self.respond(session, ctx, &GatewayError::overloaded(&load.name))
+                    .await?;
+                Ok(true)
+            }
+        }
+    }
+
     /// Checks the token a protected route needs, and its roles. Returns `true` when the
     /// request was refused (and answered): it never reaches the upstream.
     async fn authenticate(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -335,6 +442,9 @@ impl ProxyHttp for Gateway {
             route: None,
             cors: CorsOutcome::NotCors,
             identity: None,
+            rate_headers: Vec::new(),
+            in_flight: None,
+            upstream_failed: false,
         }
     }
 
@@ -374,7 +484,7 @@ impl ProxyHttp for Gateway {
         }
 
         match found {
-            RouteMatch::Found(_) => self.authenticate(session, ctx).await,
+            RouteMatch::Found(_) => self.admit(session, ctx).await,
             RouteMatch::MethodNotAllowed(allow) => {
                 self.respond(session, ctx, &GatewayError::method_not_allowed(allow))
                     .await?;
@@ -499,6 +609,7 @@ impl ProxyHttp for Gateway {
             };
         };
         if let Some(kind) = kind {
+            ctx.upstream_failed = true;
             self.metrics.upstream_error(&upstream, kind);
             tracing::warn!(
                 upstream = upstream.as_str(),
@@ -525,7 +636,20 @@ impl ProxyHttp for Gateway {
     /// Metrics for every request, answered by the upstream or by the gateway.
     async fn logging(&self, session: &mut Session, _error: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let seconds = ctx.started.elapsed().as_secs_f64();
+        let elapsed = ctx.started.elapsed();
+        let seconds = elapsed.as_secs_f64();
+        // Only exchanges that reached (or tried) the upstream say anything about its health.
+        if ctx.in_flight.take().is_some() {
+            if let (Some(settings), Some(load)) = (
+                &ctx.policy.adaptive,
+                ctx.route
+                    .and_then(|i| ctx.policy.router.get(i))
+                    .and_then(|r| ctx.policy.loads.get(r.upstream)),
+            ) {
+                let failed = ctx.upstream_failed || status >= 500;
+                load.record(elapsed, failed, Instant::now(), settings.interval);
+            }
+        }
         let method = &session.req_header().method;
         self.metrics
             .observe_request(ctx.route_name(), method, status, seconds);

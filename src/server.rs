@@ -14,6 +14,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
+use pingora::services::ServiceReadyNotifier;
 
 use crate::admin::metrics::Metrics;
 use crate::admin::AdminApp;
@@ -33,8 +34,6 @@ pub enum StartError {
     },
     #[error("cannot create the metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(std::io::Error),
 }
 
 /// Starts the gateway and serves until SIGTERM (graceful) or SIGINT (fast). Returns only
@@ -54,11 +53,6 @@ pub fn run(policy: Policy, policy_path: PathBuf) -> Result<(), StartError> {
         })?;
     }
     let metrics = Arc::new(Metrics::new()?);
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(StartError::Runtime)?
-        .block_on(warm_up(&policy, None, &metrics));
 
     let conf = ServerConf {
         threads: policy.server.threads,
@@ -103,9 +97,21 @@ pub fn run(policy: Policy, policy_path: PathBuf) -> Result<(), StartError> {
             metrics: Arc::clone(&metrics),
         },
     );
+    let control = background_service(
+        "control",
+        Control {
+            policy: Arc::clone(&shared),
+            metrics: Arc::clone(&metrics),
+        },
+    );
     let dns = background_service("upstream dns", DnsRefresher { policy: shared });
 
-    server.add_service(proxy);
+    // The proxy listens only once `control` has warmed the policy up (addresses resolved,
+    // key sets fetched, Redis connected) in its own long-lived runtime, where the
+    // connections it opens keep running.
+    let control = server.add_service(control);
+    let proxy = server.add_service(proxy);
+    proxy.add_dependency(&control);
     server.add_service(admin);
     server.add_service(dns);
     server.add_service(reloader);
@@ -183,6 +189,63 @@ impl BackgroundService for JwksRefresher {
                 if let Some(age) = jwks.age() {
                     self.metrics.set_jwks_age(&issuer.name, age.as_secs_f64());
                 }
+            }
+        }
+    }
+}
+
+/// Warms the policy up before the proxy starts, then, four times a second: probes Redis
+/// (switching between shared and local limiting), runs the adaptive controller of each
+/// upstream on its interval, and publishes factors and requests in flight.
+struct Control {
+    policy: Arc<ArcSwap<Policy>>,
+    metrics: Arc<Metrics>,
+}
+
+#[async_trait]
+impl BackgroundService for Control {
+    async fn start_with_ready_notifier(
+        &self,
+        shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
+        warm_up(&self.policy.load_full(), None, &self.metrics).await;
+        ready.notify_ready();
+        self.start(shutdown).await;
+    }
+
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut last_probe = std::time::Instant::now();
+        let mut last_tick = std::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+            let policy = self.policy.load_full();
+            let now = std::time::Instant::now();
+            if let Some(redis) = policy.rate_limits.redis() {
+                // Back to Redis quickly after an outage; a health check each second otherwise.
+                let fallback = redis.state() != crate::edge::rate_limit::StoreState::Redis;
+                if fallback || now.duration_since(last_probe) >= Duration::from_secs(1) {
+                    redis.probe(&self.metrics).await;
+                    last_probe = now;
+                }
+            }
+            let due = policy
+                .adaptive
+                .as_ref()
+                .is_some_and(|s| now.duration_since(last_tick) >= s.interval);
+            if due {
+                last_tick = now;
+            }
+            for load in &policy.loads {
+                let factor = match (&policy.adaptive, due) {
+                    (Some(settings), true) => load.tick(settings, now),
+                    _ => load.factor(),
+                };
+                self.metrics.set_adaptive_factor(&load.name, factor);
+                self.metrics.set_in_flight(&load.name, load.in_flight());
             }
         }
     }

@@ -24,6 +24,28 @@ pub async fn warm_up(policy: &Policy, previous: Option<&Policy>, metrics: &Metri
         if let (Some(jwt), Some(old)) = (&policy.jwt, &previous.jwt) {
             jwt.adopt_keys(old);
         }
+        if let (Some(redis), Some(old)) = (policy.rate_limits.redis(), previous.rate_limits.redis())
+        {
+            redis.adopt(old);
+        }
+        for (load, name) in policy
+            .loads
+            .iter()
+            .zip(policy.upstreams.iter().map(|u| &u.name))
+        {
+            if let Some(old) = previous.loads.iter().find(|l| l.name == *name) {
+                load.adopt(old);
+            }
+        }
+    }
+    match policy.rate_limits.redis() {
+        Some(redis) => {
+            redis.probe(metrics).await;
+            if redis.state() != crate::edge::rate_limit::StoreState::Redis {
+                tracing::warn!(redis = redis.display_url(), "Redis not reachable at start: rate limiting locally at rate / replicas until it is");
+            }
+        }
+        None => metrics.set_store_state("local"),
     }
     for upstream in policy
         .upstreams

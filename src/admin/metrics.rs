@@ -30,6 +30,12 @@ pub struct Metrics {
     jwt_cache: IntCounterVec,
     jwks_refreshes: IntCounterVec,
     jwks_age: GaugeVec,
+    rate_limit_decisions: IntCounterVec,
+    rate_limit_store: IntGaugeVec,
+    rate_limit_fallbacks: prometheus::IntCounter,
+    adaptive_factor: GaugeVec,
+    in_flight: IntGaugeVec,
+    shed: IntCounterVec,
 }
 
 impl Metrics {
@@ -103,6 +109,51 @@ impl Metrics {
             ),
             &["issuer"],
         )?;
+        let rate_limit_decisions = IntCounterVec::new(
+            Opts::new(
+                "gardien_rate_limit_decisions_total",
+                "Rate-limit decisions, by rule and result (allowed, limited)",
+            ),
+            &["rule", "result"],
+        )?;
+        let rate_limit_store = IntGaugeVec::new(
+            Opts::new(
+                "gardien_rate_limit_store",
+                "1 for the state the rate-limit store is in (local, redis, fallback)",
+            ),
+            &["state"],
+        )?;
+        let rate_limit_fallbacks = prometheus::IntCounter::new(
+            "gardien_rate_limit_fallbacks_total",
+            "Switches from Redis to local rate limiting",
+        )?;
+        let adaptive_factor = GaugeVec::new(
+            Opts::new(
+                "gardien_adaptive_factor",
+                "Factor applied to the rate limits of an upstream's routes (1 = as written)",
+            ),
+            &["upstream"],
+        )?;
+        let in_flight = IntGaugeVec::new(
+            Opts::new(
+                "gardien_upstream_in_flight",
+                "Requests in flight to an upstream",
+            ),
+            &["upstream"],
+        )?;
+        let shed = IntCounterVec::new(
+            Opts::new(
+                "gardien_upstream_shed_total",
+                "Requests answered 503 because an upstream had max_in_flight requests",
+            ),
+            &["upstream"],
+        )?;
+        registry.register(Box::new(rate_limit_decisions.clone()))?;
+        registry.register(Box::new(rate_limit_store.clone()))?;
+        registry.register(Box::new(rate_limit_fallbacks.clone()))?;
+        registry.register(Box::new(adaptive_factor.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(shed.clone()))?;
         registry.register(Box::new(jwt_validations.clone()))?;
         registry.register(Box::new(jwt_cache.clone()))?;
         registry.register(Box::new(jwks_refreshes.clone()))?;
@@ -129,6 +180,12 @@ impl Metrics {
             jwt_cache,
             jwks_refreshes,
             jwks_age,
+            rate_limit_decisions,
+            rate_limit_store,
+            rate_limit_fallbacks,
+            adaptive_factor,
+            in_flight,
+            shed,
         })
     }
 
@@ -187,6 +244,45 @@ impl Metrics {
 
     pub fn set_jwks_age(&self, issuer: &str, seconds: f64) {
         self.jwks_age.with_label_values(&[issuer]).set(seconds);
+    }
+
+    pub fn rate_limit_decision(&self, rule: &str, allowed: bool) {
+        self.rate_limit_decisions
+            .with_label_values(&[rule, if allowed { "allowed" } else { "limited" }])
+            .inc();
+    }
+
+    /// Marks the store's current state (the others go to 0).
+    pub fn set_rate_limit_store(&self, state: crate::edge::rate_limit::StoreState) {
+        self.set_store_state(state.as_str());
+    }
+
+    pub fn set_store_state(&self, current: &str) {
+        for state in ["local", "redis", "fallback"] {
+            self.rate_limit_store
+                .with_label_values(&[state])
+                .set(i64::from(state == current));
+        }
+    }
+
+    pub fn rate_limit_fallback(&self) {
+        self.rate_limit_fallbacks.inc();
+    }
+
+    pub fn set_adaptive_factor(&self, upstream: &str, factor: f64) {
+        self.adaptive_factor
+            .with_label_values(&[upstream])
+            .set(factor);
+    }
+
+    pub fn set_in_flight(&self, upstream: &str, in_flight: usize) {
+        self.in_flight
+            .with_label_values(&[upstream])
+            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+    }
+
+    pub fn shed(&self, upstream: &str) {
+        self.shed.with_label_values(&[upstream]).inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -60,6 +60,49 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The client's address, as rate limits key it: the socket peer, unless the peer is a
+/// trusted proxy — then the right-most address of `X-Forwarded-For` that is not a trusted
+/// proxy (each proxy appends the address it saw, so entries left of the last untrusted one
+/// are whatever the client chose to write). Entries that are not addresses end the walk:
+/// the nearest trusted hop is used.
+pub fn client_ip<'a>(
+    peer: IpAddr,
+    forwarded_for: impl DoubleEndedIterator<Item = &'a HeaderValue>,
+    trusted: &TrustedProxies,
+) -> IpAddr {
+    let peer = canonical(peer);
+    if !trusted.contains(peer) {
+        return peer;
+    }
+    let mut nearest = peer;
+    for value in forwarded_for.rev() {
+        let Ok(text) = value.to_str() else {
+            return nearest;
+        };
+        for entry in text.rsplit(',') {
+            let Some(ip) = parse_entry(entry.trim()) else {
+                return nearest;
+            };
+            if !trusted.contains(ip) {
+                return ip;
+            }
+            nearest = ip;
+        }
+    }
+    nearest
+}
+
+/// `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` or `[2001:db8::1]:443`.
+fn parse_entry(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    if let Ok(socket) = entry.parse::<std::net::SocketAddr>() {
+        return Some(canonical(socket.ip()));
+    }
+    None
+}
+
 /// The `X-Forwarded-For` to send upstream for a request from `peer`.
 pub fn forwarded_for(
     peer: IpAddr,
@@ -122,6 +165,52 @@ mod tests {
         assert_eq!(xff, "198.51.100.7, 35.191.3.4");
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().expect("ip");
         assert!(t.contains(mapped));
+    }
+
+    #[test]
+    fn client_ip_is_the_right_most_untrusted_hop() {
+        let t = trusted(&["35.191.0.0/16", "10.0.0.0/8"]);
+        let ip = |s: &str| -> IpAddr { s.parse().expect("ip") };
+        let xff = |v: &'static str| vec![HeaderValue::from_static(v)];
+        // Untrusted peer: its own address, whatever it claims.
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), xff("1.1.1.1").iter(), &t),
+            ip("203.0.113.9")
+        );
+        // Through the load balancer: the address it appended.
+        assert_eq!(
+            client_ip(ip("35.191.1.1"), xff("6.6.6.6, 198.51.100.7").iter(), &t),
+            ip("198.51.100.7"),
+            "the client's own 6.6.6.6 is ignored"
+        );
+        // Several trusted hops, several headers.
+        let two = [
+            HeaderValue::from_static("198.51.100.7, 10.1.1.1"),
+            HeaderValue::from_static("35.191.2.2"),
+        ];
+        assert_eq!(
+            client_ip(ip("35.191.1.1"), two.iter(), &t),
+            ip("198.51.100.7")
+        );
+        // Garbage where the client address should be: the nearest trusted hop.
+        assert_eq!(
+            client_ip(ip("35.191.1.1"), xff("nonsense, 10.2.2.2").iter(), &t),
+            ip("10.2.2.2")
+        );
+        // Ports and IPv6 forms.
+        assert_eq!(
+            client_ip(ip("35.191.1.1"), xff("[2001:db8::7]:443").iter(), &t),
+            ip("2001:db8::7")
+        );
+        assert_eq!(
+            client_ip(ip("35.191.1.1"), xff("198.51.100.7:5555").iter(), &t),
+            ip("198.51.100.7")
+        );
+        // No header at all from a trusted peer: the peer.
+        assert_eq!(
+            client_ip(ip("35.191.1.1"), Vec::<HeaderValue>::new().iter(), &t),
+            ip("35.191.1.1")
+        );
     }
 
     #[test]

@@ -11,18 +11,21 @@ use super::diagnostics::{Diagnostics, PolicyError, Problem};
 use super::env::{expand, Env};
 use super::model::{Policy, ServerSettings};
 use super::schema::{
-    CorsSpec, Environment, JwtSpec, RouteSpec, SecurityHeadersSpec, ServerSpec, UpstreamSpec,
+    CorsSpec, Environment, JwtSpec, RateLimitsSpec, RouteSpec, SecurityHeadersSpec, ServerSpec,
+    UpstreamSpec,
 };
+use crate::edge::adaptive::{AdaptiveSettings, UpstreamLoad};
 use crate::edge::cors::CorsPolicy;
 use crate::edge::forwarded::TrustedProxies;
 use crate::edge::identity::IdentityPolicy;
 use crate::edge::jwt::JwtPolicy;
+use crate::edge::rate_limit::RateLimits;
 use crate::edge::security_headers::SecurityHeaders;
 use crate::routing::Router;
 use crate::upstream::Upstream;
 
 /// The top-level keys a policy may have.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "environment",
     "listen",
     "admin_listen",
@@ -32,6 +35,7 @@ const SECTIONS: [&str; 10] = [
     "cors",
     "security_headers",
     "jwt",
+    "rate_limits",
     "server",
 ];
 
@@ -157,6 +161,7 @@ struct Sections {
     cors: CorsSpec,
     security_headers: SecurityHeadersSpec,
     jwt: Option<JwtSpec>,
+    rate_limits: RateLimitsSpec,
     server: ServerSpec,
 }
 
@@ -199,6 +204,9 @@ fn read_sections(root: Value, diag: &mut Diagnostics) -> Sections {
             }
             "server" => s.server = section(value, "server", diag).unwrap_or_default(),
             "jwt" => s.jwt = Some(read_jwt(value, diag)),
+            "rate_limits" => {
+                s.rate_limits = section(value, "rate_limits", diag).unwrap_or_default()
+            }
             other => diag.error(
                 other,
                 format!(
@@ -380,6 +388,14 @@ fn compile(s: Sections, env: &dyn Env, diag: &mut Diagnostics) -> Option<Policy>
         }
         _ => Router::default(),
     };
+    let route_names: Vec<String> = s.routes.iter().map(|r| r.name.clone()).collect();
+    let rate_limits = RateLimits::compile(&s.rate_limits, &route_names, env, diag);
+    let adaptive = s
+        .rate_limits
+        .adaptive
+        .as_ref()
+        .map(|spec| AdaptiveSettings::compile(spec, diag));
+    let loads = names.iter().map(|name| UpstreamLoad::new(name)).collect();
     let cors = CorsPolicy::compile(&s.cors, environment, env, diag);
     let security_headers = SecurityHeaders::compile(&s.security_headers, environment, diag);
     let server = server_settings(&s.server, diag);
@@ -398,6 +414,9 @@ fn compile(s: Sections, env: &dyn Env, diag: &mut Diagnostics) -> Option<Policy>
         security_headers: security_headers?,
         jwt,
         identity,
+        rate_limits,
+        adaptive,
+        loads,
         server,
     })
 }

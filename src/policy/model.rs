@@ -5,9 +5,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::edge::cors::CorsPolicy;
+use std::sync::Arc;
+
+use crate::edge::adaptive::{AdaptiveSettings, UpstreamLoad};
 use crate::edge::forwarded::TrustedProxies;
 use crate::edge::identity::IdentityPolicy;
 use crate::edge::jwt::JwtPolicy;
+use crate::edge::rate_limit::RateLimits;
 use crate::edge::security_headers::SecurityHeaders;
 use crate::routing::Router;
 use crate::upstream::Upstream;
@@ -31,6 +35,11 @@ pub struct Policy {
     pub jwt: Option<JwtPolicy>,
     /// Identity headers: stripped from every request, set from verified tokens, signed.
     pub identity: IdentityPolicy,
+    pub rate_limits: RateLimits,
+    /// `None`: rates stay as written and requests in flight are not capped.
+    pub adaptive: Option<AdaptiveSettings>,
+    /// One per upstream, same order: adaptive factor, requests in flight, recent outcomes.
+    pub loads: Vec<Arc<UpstreamLoad>>,
     pub server: ServerSettings,
 }
 
@@ -48,7 +57,7 @@ impl Policy {
     pub fn summary(&self) -> String {
         let (exact, patterns) = self.cors.origin_counts();
         format!(
-            "environment {}, listen {}, admin {}, {} upstream(s), {} route(s) ({} public), CORS {} origin(s) + {} pattern(s), {} security header(s), {} JWT issuer(s)",
+            "environment {}, listen {}, admin {}, {} upstream(s), {} route(s) ({} public), CORS {} origin(s) + {} pattern(s), {} security header(s), {} JWT issuer(s), {} rate-limit rule(s)",
             self.environment.as_str(),
             self.listen,
             self.admin_listen,
@@ -63,6 +72,7 @@ impl Policy {
             patterns,
             self.security_headers.names().count(),
             self.jwt.as_ref().map_or(0, |j| j.issuers().len()),
+            self.rate_limits.rules().len(),
         )
     }
 

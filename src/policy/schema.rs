@@ -206,3 +206,106 @@ pub struct ServerSpec {
     /// Reload the policy when its file changes (SIGHUP always reloads). Default true.
     pub watch_policy: Option<bool>,
 }
+
+/// `rate_limits:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsSpec {
+    /// `local` (in this process) or `redis` (shared by every replica). Default `local`.
+    #[serde(default)]
+    pub store: Option<StoreSpec>,
+    /// Settings of `store: redis`.
+    #[serde(default)]
+    pub redis: Option<RedisSpec>,
+    /// Keys tracked per rule in memory at most; the least recently used go first. Default
+    /// 100000.
+    #[serde(default)]
+    pub max_keys: Option<usize>,
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+    /// The adaptive controller; absent: rates stay as written.
+    #[serde(default)]
+    pub adaptive: Option<AdaptiveSpec>,
+}
+
+/// `rate_limits.store`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreSpec {
+    Local,
+    Redis,
+}
+
+/// `rate_limits.redis`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSpec {
+    /// Default `redis://127.0.0.1:6379`.
+    pub url: Option<String>,
+    /// Gateway replicas sharing the limits: while Redis is unreachable each one allows
+    /// `rate / replicas` locally. Default 1.
+    pub replicas: Option<u32>,
+    /// Longest wait for one decision before falling back to local limiting. Default 50ms.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Prefix of the Redis keys. Default `gardien:rl`.
+    pub key_prefix: Option<String>,
+}
+
+/// One entry of `rate_limits.rules`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub name: String,
+    /// Route names the rule applies to; every route when absent.
+    #[serde(default)]
+    pub routes: Option<Vec<String>>,
+    /// `ip`, `user`, `api_key`, `route`, or a list of them (combined).
+    pub key: KeySpec,
+    /// The header holding the API key, for `key: api_key`. Default `X-Api-Key`.
+    #[serde(default)]
+    pub api_key_header: Option<String>,
+    /// `5/min`, `100/s`, `1000/h`, `20/10s`.
+    pub rate: String,
+    /// Requests allowed at once above the steady rate. Default: the rate's count.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Send `RateLimit-Policy` / `RateLimit` headers for this rule. Default true.
+    #[serde(default)]
+    pub headers: Option<bool>,
+}
+
+/// `rules[].key`: one part or a list of parts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum KeySpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `rate_limits.adaptive`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveSpec {
+    /// p95 latency above which rates are lowered. Default 250ms.
+    #[serde(default, with = "humantime_serde")]
+    pub latency_target: Option<Duration>,
+    /// Share of 5xx and connection errors above which rates are lowered. Default 0.05.
+    pub error_ratio_target: Option<f64>,
+    /// Lowest factor applied to rates. Default 0.2.
+    pub min_factor: Option<f64>,
+    /// Multiplicative decrease when unhealthy. Default 0.5.
+    pub decrease: Option<f64>,
+    /// Additive increase per interval when healthy. Default 0.05.
+    pub increase: Option<f64>,
+    /// Sliding window the controller looks at. Default 10s.
+    #[serde(default, with = "humantime_serde")]
+    pub window: Option<Duration>,
+    /// How often the controller decides. Default 1s.
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    /// Fewest requests in the window for a decision. Default 20.
+    pub min_requests: Option<u64>,
+    /// Requests in flight per upstream at most; beyond, `503` at once. Default 1024.
+    pub max_in_flight: Option<usize>,
+}
