@@ -14,7 +14,7 @@ POLICY_CHECK_ENV := API_UPSTREAM_URL=https://api.example.run.app \
 	JWKS_URL=https://id.example.com/.well-known/jwks.json \
 	GARDIEN_INTERNAL_SECRET=example-internal-secret-of-at-least-32-bytes
 
-.PHONY: demo test build check-policies bench lint fmt deps-build deps-test clean
+.PHONY: demo test build check-policies bench bench-load lint fmt deps-build deps-test deps-bench clean
 
 demo: deps-build build
 	scripts/demo.sh
@@ -32,7 +32,12 @@ check-policies: build
 	done
 
 bench: deps-build
-	$(CARGO) bench --bench cors
+	$(CARGO) bench --bench cors --bench jwt --bench rate_limit
+
+# Real processes on loopback under bounded load (about a minute); rewrites the load table
+# of docs/BENCHMARKS.md. Needs Redis on 127.0.0.1:6379 for the shared-limit scenario.
+bench-load: deps-bench
+	$(CARGO) bench --bench load
 
 lint:
 	$(CARGO) fmt --check
@@ -46,6 +51,9 @@ deps-build:
 
 deps-test:
 	@scripts/install-deps.sh test
+
+deps-bench:
+	@scripts/install-deps.sh bench
 
 clean:
 	$(CARGO) clean

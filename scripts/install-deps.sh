@@ -4,13 +4,16 @@
 #   chromium         the real browser of the CORS test (tests/browser.rs)
 #   chromium-driver  WebDriver for it
 # As root it installs them with apt-get; otherwise it says exactly what to run.
-# Usage: scripts/install-deps.sh [build|test]   (build: cmake only; test: everything)
+#   wrk              the load generator of the load harness (benches/load.rs)
+# Usage: scripts/install-deps.sh [build|test|bench]
+#   build: cmake; test: cmake, chromium, chromium-driver; bench: cmake, wrk
 set -euo pipefail
 
 want=(cmake)
-if [ "${1:-test}" = "test" ]; then
-  want+=(chromium chromium-driver)
-fi
+case "${1:-test}" in
+  test) want+=(chromium chromium-driver) ;;
+  bench) want+=(wrk) ;;
+esac
 
 binary_of() {
   case "$1" in
