@@ -1,0 +1,74 @@
+//! gardien-backend: the service methods the existing API never implemented — notification
+//! preferences, reports and notification templates — behind gardien, on SQLite or
+//! PostgreSQL.
+//!
+//! Handlers are thin: extractors validate (`Caller` for identity, `StrictJson` for bodies),
+//! each feature's `store` does the SQL, and one `ApiError` maps to the JSON error answer.
+//! [`app`] builds the whole service so tests can call it in-process.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod identity;
+pub mod json;
+pub mod metrics;
+pub mod openapi;
+pub mod preferences;
+pub mod reports;
+pub mod request_id;
+pub mod templates;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::config::Options;
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub options: Arc<Options>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The whole service: the API (documented in `/openapi.json`), health, metrics.
+pub fn app(state: AppState) -> Router {
+    let (api, document) = OpenApiRouter::with_openapi(openapi::base())
+        .merge(preferences::router())
+        .merge(reports::router())
+        .merge(templates::router())
+        .split_for_parts();
+    let document = Arc::new(document);
+    Router::new()
+        .merge(api)
+        .route(
+            "/openapi.json",
+            get(move || openapi::serve(Arc::clone(&document))),
+        )
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
+        .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this path does not take this method",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::middleware,
+        ))
+        .layer(DefaultBodyLimit::max(json::BODY_LIMIT))
+        .layer(axum::middleware::from_fn(request_id::middleware))
+        .with_state(state)
+}

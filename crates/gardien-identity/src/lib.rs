@@ -1,0 +1,174 @@
+//! `X-Gardien-Identity`: the signature gardien puts on every request it forwards, so the
+//! services behind it (gardien-backend, the existing API) can prove a request came through
+//! gardien and that its identity headers are gardien's. Shared by the gateway (signing) and
+//! the backend (verifying); the format is specified in `docs/IDENTITY.md`:
+//!
+//! ```text
+//! X-Gardien-Identity: v1;<unix-ts>;<hex HMAC-SHA256>
+//! message = "v1\n" METHOD "\n" path "\n" ts "\n" ( lower-case-name ":" value "\n" )*
+//! ```
+//!
+//! with one `name:value` line per identity header sent, in ascending name order.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// The header carrying the signature.
+pub const HEADER: &str = "x-gardien-identity";
+/// Version tag of the format.
+pub const VERSION: &str = "v1";
+
+/// Hex HMAC-SHA256 of the canonical message. `identity` holds `(lower-case name, value)`
+/// pairs in any order; they are signed sorted by name.
+pub fn mac(
+    key: &[u8],
+    method: &str,
+    path: &str,
+    unix_ts: u64,
+    identity: &[(&str, &[u8])],
+) -> String {
+    let mut sorted: Vec<&(&str, &[u8])> = identity.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    // HMAC accepts keys of any length: `new_from_slice` cannot fail.
+    let Ok(mut hmac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    for part in [
+        VERSION.as_bytes(),
+        method.as_bytes(),
+        path.as_bytes(),
+        unix_ts.to_string().as_bytes(),
+    ] {
+        hmac.update(part);
+        hmac.update(b"\n");
+    }
+    for (name, value) in sorted {
+        hmac.update(name.as_bytes());
+        hmac.update(b":");
+        hmac.update(value);
+        hmac.update(b"\n");
+    }
+    hex::encode(hmac.finalize().into_bytes())
+}
+
+/// The header value for a request signed at `unix_ts`.
+pub fn sign(
+    key: &[u8],
+    method: &str,
+    path: &str,
+    unix_ts: u64,
+    identity: &[(&str, &[u8])],
+) -> String {
+    format!(
+        "{VERSION};{unix_ts};{}",
+        mac(key, method, path, unix_ts, identity)
+    )
+}
+
+/// Why a signature was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not `v1;<ts>;<hex>`.
+    Malformed,
+    /// The timestamp is further than the window from now (a replay, or clocks apart).
+    Stale,
+    /// The MAC does not match: another key, or a tampered method, path or identity.
+    BadSignature,
+}
+
+/// Checks a header value: the version, a timestamp within `window_secs` of `now`, and the
+/// MAC, compared in constant time.
+pub fn verify(
+    key: &[u8],
+    header: &str,
+    method: &str,
+    path: &str,
+    identity: &[(&str, &[u8])],
+    now: u64,
+    window_secs: u64,
+) -> Result<(), Refusal> {
+    let mut parts = header.splitn(3, ';');
+    let (Some(version), Some(ts), Some(given)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(Refusal::Malformed);
+    };
+    let ts: u64 = ts.parse().map_err(|_| Refusal::Malformed)?;
+    if version != VERSION || given.len() != 64 {
+        return Err(Refusal::Malformed);
+    }
+    if ts.abs_diff(now) > window_secs {
+        return Err(Refusal::Stale);
+    }
+    let expected = mac(key, method, path, ts, identity);
+    let equal = expected.len() == given.len()
+        && expected
+            .bytes()
+            .zip(given.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0;
+    if equal {
+        Ok(())
+    } else {
+        Err(Refusal::BadSignature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn the_documented_example() {
+        // docs/IDENTITY.md: GET /api/me at 1795632556 for u-1 / a@b.co / admin,ops.
+        let identity: [(&str, &[u8]); 3] = [
+            ("x-user-roles", b"admin,ops"),
+            ("x-user-id", b"u-1"),
+            ("x-user-email", b"a@b.co"),
+        ];
+        let header = sign(KEY, "GET", "/api/me", 1_795_632_556, &identity);
+        assert!(header.starts_with("v1;1795632556;"));
+        assert_eq!(
+            verify(KEY, &header, "GET", "/api/me", &identity, 1_795_632_560, 30),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn tampering_staleness_and_shapes_are_refused() {
+        let identity: [(&str, &[u8]); 1] = [("x-user-id", b"u-1")];
+        let header = sign(KEY, "GET", "/api/me", 1000, &identity);
+        let other: [(&str, &[u8]); 1] = [("x-user-id", b"u-2")];
+        assert_eq!(
+            verify(KEY, &header, "GET", "/api/me", &other, 1000, 30),
+            Err(Refusal::BadSignature)
+        );
+        assert_eq!(
+            verify(KEY, &header, "PUT", "/api/me", &identity, 1000, 30),
+            Err(Refusal::BadSignature)
+        );
+        assert_eq!(
+            verify(KEY, &header, "GET", "/api/you", &identity, 1000, 30),
+            Err(Refusal::BadSignature)
+        );
+        assert_eq!(
+            verify(b"other", &header, "GET", "/api/me", &identity, 1000, 30),
+            Err(Refusal::BadSignature)
+        );
+        assert_eq!(
+            verify(KEY, &header, "GET", "/api/me", &identity, 1031, 30),
+            Err(Refusal::Stale)
+        );
+        assert_eq!(
+            verify(KEY, &header, "GET", "/api/me", &identity, 969, 30),
+            Err(Refusal::Stale)
+        );
+        for bad in ["", "v1", "v1;x;00", "v2;1000;00", "v1;1000;abc"] {
+            assert_eq!(
+                verify(KEY, bad, "GET", "/api/me", &identity, 1000, 30),
+                Err(Refusal::Malformed),
+                "{bad:?}"
+            );
+        }
+    }
+}
