@@ -40,11 +40,11 @@ bench-load: deps-bench
 	$(CARGO) bench --bench load
 
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
-	$(CARGO) fmt
+	$(CARGO) fmt --all
 
 deps-build:
 	@scripts/install-deps.sh build
