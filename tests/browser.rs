@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -22,6 +21,7 @@ use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
+use support::processes::DemoApi;
 use support::{client, free_port, GatewayProcess};
 
 /// The Debian browser the test drives; not a downloaded one, so it matches the driver.
@@ -291,85 +291,7 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// The `demo_api` example (sign-up, login, JWKS) in a child process, killed on drop.
-struct DemoApi {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
 
-impl DemoApi {
-    /// Starts the example binary that `cargo test` built next to this test, and waits for
-    /// the readiness line it prints on stdout.
-    async fn start() -> Self {
-        let binary = demo_api_binary();
-        let dir = tempfile::tempdir().expect("a tempdir for the demo API");
-        let log = dir.path().join("demo_api.log");
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut child = Command::new(&binary)
-            .env("DEMO_API_LISTEN", &listen)
-            .env("DEMO_API_ISSUER", format!("http://{listen}"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("the demo API log file"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
-        let stdout = child.stdout.take().expect("the demo API's stdout");
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        // Reads the readiness line, then drains stdout so the child never blocks on it.
-        std::thread::spawn(move || {
-            let mut ready_tx = Some(ready_tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("demo_api listening on http://") {
-                    if let Some(tx) = ready_tx.take() {
-                        let _ = tx.send(addr.trim().to_owned());
-                    }
-                }
-            }
-        });
-        let mut demo = DemoApi {
-            child,
-            addr: String::new(),
-            _dir: dir,
-        };
-        match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
-            Ok(Ok(addr)) => demo.addr = addr,
-            Ok(Err(_)) => panic!("demo_api exited before listening:\n{}", read(&log)),
-            Err(_) => panic!("demo_api not ready in {READY_TIMEOUT:?}:\n{}", read(&log)),
-        }
-        assert_eq!(demo.addr, listen, "demo_api listens where it was told");
-        demo
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for DemoApi {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `target/debug/examples/demo_api`, found from this test binary in `target/debug/deps/`.
-fn demo_api_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let debug = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in target/<profile>/deps");
-    let binary = debug.join("examples").join("demo_api");
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo build --examples` first",
-        binary.display()
-    );
-    binary
-}
 
 /// `chromedriver` in its own process group, killed with every browser process it started
 /// on drop: closing the session is the normal way out, this is the backstop.

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses a different part of this module
 
 pub mod jwt;
+pub mod processes;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
