@@ -22,6 +22,7 @@ demo: deps-build build
 test: deps-test build
 	$(CARGO) test --workspace --all-targets
 	$(MAKE) check-policies
+	scripts/contract-test.sh
 
 build:
 	$(CARGO) build --workspace --bins --examples
@@ -37,6 +38,7 @@ bench: deps-build
 # Real processes on loopback under bounded load (about a minute); rewrites the load table
 # of docs/BENCHMARKS.md. Needs Redis on 127.0.0.1:6379 for the shared-limit scenario.
 bench-load: deps-bench
+	$(CARGO) build --release -p gardien-backend
 	$(CARGO) bench --bench load
 
 lint:

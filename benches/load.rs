@@ -34,6 +34,10 @@ const RULE_RATE: u32 = 100;
 const RULE_BURST: u32 = 10;
 const OFFERED_RATE: u32 = 400;
 const ACCURACY_RUN: Duration = Duration::from_secs(10);
+/// Backend scenario: `GET /api/notifications/preferences` through gardien at 500/s.
+const BACKEND_RATE: u32 = 500;
+const BACKEND_RUN: Duration = Duration::from_secs(10);
+const INTERNAL_SECRET: &str = "load-harness-internal-secret-0123456789";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -202,6 +206,160 @@ async fn paced(gateways: &[&Gateway], rate: u32, duration: Duration) -> (usize, 
     )
 }
 
+/// `gardien-backend` (release build, next to this harness) in a child process.
+struct Backend {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_backend(database_url: &str) -> Backend {
+    let exe = std::env::current_exe().expect("harness path");
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|release| release.join("gardien-backend"))
+        .expect("target/release");
+    assert!(
+        binary.exists(),
+        "{} is missing: `make bench-load` builds it (cargo build --release -p gardien-backend)",
+        binary.display()
+    );
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(binary)
+        .env("BACKEND_LISTEN", &addr)
+        .env("DATABASE_URL", database_url)
+        .env("GARDIEN_INTERNAL_SECRET", INTERNAL_SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start gardien-backend");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "gardien-backend did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Backend { child, addr }
+}
+
+/// Latency of `rate` requests a second for `duration` to one URL (percentiles in ms).
+#[derive(Debug, Clone, Copy, Default)]
+struct Paced {
+    sent: usize,
+    ok: usize,
+    achieved_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn paced_latency(
+    url: &str,
+    headers: &[(&str, &str)],
+    rate: u32,
+    duration: Duration,
+) -> Paced {
+    let mut default_headers = reqwest::header::HeaderMap::new();
+    for (name, value) in headers {
+        if let (Ok(n), Ok(v)) = (
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+            reqwest::header::HeaderValue::from_str(value),
+        ) {
+            default_headers.insert(n, v);
+        }
+    }
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .default_headers(default_headers)
+        .pool_max_idle_per_host(128)
+        .build()
+        .expect("client");
+    let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let total = u64::from(rate) * duration.as_secs();
+    for _ in 0..total {
+        ticker.tick().await;
+        let (client, url) = (client.clone(), url.to_owned());
+        tasks.spawn(async move {
+            let sent = Instant::now();
+            let ok = client
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            (ok, sent.elapsed())
+        });
+    }
+    let mut latencies = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    let mut ok = 0;
+    while let Some(Ok((success, latency))) = tasks.join_next().await {
+        ok += usize::from(success);
+        latencies.push(latency);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    };
+    Paced {
+        sent: latencies.len(),
+        ok,
+        achieved_per_sec: latencies.len() as f64 / elapsed,
+        p50_ms: percentile(0.50),
+        p99_ms: percentile(0.99),
+    }
+}
+
+/// A fresh PostgreSQL schema for the backend (psql, Debian's postgresql-client).
+fn postgres_schema(name: &str, create: bool) -> bool {
+    let sql = if create {
+        format!("CREATE SCHEMA {name}")
+    } else {
+        format!("DROP SCHEMA IF EXISTS {name} CASCADE")
+    };
+    Command::new("psql")
+        .args([
+            "-q",
+            "postgresql://postgres@127.0.0.1:5432/test",
+            "-c",
+            &sql,
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn backend_policy(jwks_url: &str, backend: &str) -> String {
+    format!(
+        r#"
+environment: dev
+listen: "${{GARDIEN_LISTEN}}"
+admin_listen: "${{GARDIEN_ADMIN_LISTEN}}"
+upstreams:
+  api: {{ url: "${{UPSTREAM}}" }}
+  backend: {{ url: "http://{backend}" }}
+routes:
+  - {{ name: notifications, prefix: /api/notifications, upstream: backend }}
+  - {{ name: api, prefix: /api/, upstream: api }}
+jwt:
+  issuers:
+    - {{ issuer: "https://id.bench", audiences: [bench], algorithms: [RS256], jwks_url: "{jwks_url}" }}
+server: {{ threads: 2 }}
+"#
+    )
+}
+
 const ROUTING_ONLY: &str = r#"
 environment: dev
 listen: "${GARDIEN_LISTEN}"
@@ -365,6 +523,47 @@ fn main() {
         (counts, state)
     };
 
+    let mut backend_rows = Vec::new();
+    let jwks_url = format!("http://{upstream}/.well-known/jwks.json");
+    let schema = format!("gardien_load_{}", std::process::id());
+    let postgres_ready = postgres_schema(&schema, true);
+    let mut engines = vec![(
+        "SQLite",
+        format!("sqlite://{}?mode=rwc", dir.path().join("load.db").display()),
+    )];
+    if postgres_ready {
+        engines.push((
+            "PostgreSQL",
+            format!("postgres://postgres@127.0.0.1:5432/test?options=-c%20search_path%3D{schema}"),
+        ));
+    }
+    for (engine, url) in engines {
+        let backend = start_backend(&url);
+        let gateway = start_gateway(
+            &backend_policy(&jwks_url, &backend.addr),
+            upstream,
+            dir.path(),
+            engine,
+        );
+        println!("load harness: GET /api/notifications/preferences through gardien, {engine}");
+        let target = format!("http://{}/api/notifications/preferences", gateway.addr);
+        let headers = [("Authorization", bearer.as_str())];
+        // Warm up: connections, caches, the first query plans.
+        runtime.block_on(paced_latency(
+            &target,
+            &headers,
+            100,
+            Duration::from_secs(2),
+        ));
+        let result = runtime.block_on(paced_latency(&target, &headers, BACKEND_RATE, BACKEND_RUN));
+        backend_rows.push((engine, result));
+        drop(gateway);
+        drop(backend);
+    }
+    if postgres_ready {
+        postgres_schema(&schema, false);
+    }
+
     let expected = f64::from(RULE_RATE) * ACCURACY_RUN.as_secs_f64() + f64::from(RULE_BURST);
     let tolerance = f64::from(RULE_RATE) * ACCURACY_RUN.as_secs_f64() * 0.05;
     let within = |accepted: usize| (accepted as f64 - expected).abs() <= tolerance;
@@ -412,6 +611,35 @@ fn main() {
         if redis_state { "" } else { " (Redis NOT in use: fallback)" },
         shared.0, shared.1, verdict(within(shared.0) && redis_state)
     );
+    let _ = writeln!(table);
+    let _ = writeln!(
+        table,
+        "`GET /api/notifications/preferences` through gardien (JWT checked, identity signed) to gardien-backend, paced at {BACKEND_RATE}/s for {}s (target p99 < 5 ms):\n",
+        BACKEND_RUN.as_secs()
+    );
+    let _ = writeln!(
+        table,
+        "| database | achieved/s | 200s of sent | p50 | p99 | target |"
+    );
+    let _ = writeln!(table, "| --- | --- | --- | --- | --- | --- |");
+    for (engine, r) in &backend_rows {
+        let _ = writeln!(
+            table,
+            "| {engine} | {:.0} | {} of {} | {:.2} ms | {:.2} ms | {} |",
+            r.achieved_per_sec,
+            r.ok,
+            r.sent,
+            r.p50_ms,
+            r.p99_ms,
+            verdict(r.p99_ms < 5.0 && r.ok == r.sent)
+        );
+    }
+    if !postgres_ready {
+        let _ = writeln!(
+            table,
+            "\n(PostgreSQL at 127.0.0.1:5432 was not reachable: its row is missing.)"
+        );
+    }
     println!("\n{table}");
     write_results(&table);
 }

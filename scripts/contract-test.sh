@@ -33,14 +33,24 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-"$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+# Every check but two, which cannot hold here by design:
+# - ignored_auth: authentication is gardien's X-Gardien-Identity signature (time-based
+#   HMAC), which generated requests cannot carry; the backend runs without the secret, so
+#   X-User-Id is trusted as sent. Signed, unsigned, stale and tampered requests are tested
+#   in backend/tests/*.rs.
+# - positive_data_acceptance: some rules are not expressible in the schema (a category
+#   must exist, a template's locales must cover its default locale, transitions of a
+#   report's status); requests breaking them are valid by schema yet rightly refused.
+"$venv/bin/schemathesis" --config-file scripts/schemathesis.toml run "http://127.0.0.1:$port/openapi.json" \
   --checks all \
+  --exclude-checks ignored_auth,positive_data_acceptance \
   --max-examples "${CONTRACT_EXAMPLES:-25}" \
-  --max-time "${CONTRACT_MAX_TIME:-180}" \
+  --max-time "${CONTRACT_MAX_TIME:-120}" \
   --seed 20261125 \
   --workers 1 \
   --request-timeout 10 \
   --no-color \
+  --output-truncate true \
   -H "X-User-Id: contract-admin" \
   -H "X-User-Email: contract@example.com" \
   -H "X-User-Roles: admin"

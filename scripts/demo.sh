@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: the demo API on 127.0.0.1:3000 and gardien with policies/dev.yaml on
-# 127.0.0.1:8080 (admin 127.0.0.1:9090), in the foreground. Ctrl-C stops both.
+# `make demo`: the demo API on 127.0.0.1:3000, gardien-backend on 127.0.0.1:8081 (SQLite in
+# target/demo/), and gardien with policies/dev.yaml on 127.0.0.1:8080 (admin
+# 127.0.0.1:9090), in the foreground. Ctrl-C stops all three.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +32,11 @@ wait_for() { # url, name, pid
 pids+=($!)
 wait_for http://127.0.0.1:3000/api/health "the demo API" "${pids[-1]}"
 
+mkdir -p target/demo
+DATABASE_URL="${DATABASE_URL:-sqlite://target/demo/backend.db?mode=rwc}" "$bin/gardien-backend" &
+pids+=($!)
+wait_for http://127.0.0.1:8081/healthz "gardien-backend" "${pids[-1]}"
+
 "$bin/gardien" check --policy policies/dev.yaml
 GARDIEN_LOG="${GARDIEN_LOG:-info}" "$bin/gardien" run --policy policies/dev.yaml &
 pids+=($!)
@@ -39,7 +45,8 @@ wait_for http://127.0.0.1:9090/healthz "gardien" "${pids[-1]}"
 cat <<'TXT'
 
 gardien is running: proxy http://127.0.0.1:8080, admin http://127.0.0.1:9090,
-in front of the demo API on http://127.0.0.1:3000. Try, from another terminal:
+in front of the demo API on http://127.0.0.1:3000 and gardien-backend on
+http://127.0.0.1:8081. Try, from another terminal:
 
   # A CORS preflight from the frontend's origin, answered by gardien itself (204)
   curl -si -X OPTIONS http://127.0.0.1:8080/api/auth/register \
@@ -72,10 +79,20 @@ in front of the demo API on http://127.0.0.1:3000. Try, from another terminal:
   # A client cannot claim an identity: the spoofed header never reaches the API
   curl -s http://127.0.0.1:8080/api/me -H "Authorization: Bearer $TOKEN" -H 'X-User-Id: admin'
 
+  # gardien-backend, through gardien: notification preferences and reports
+  curl -si http://127.0.0.1:8080/api/notifications/preferences -H "Authorization: Bearer $TOKEN"
+  curl -s -X PATCH http://127.0.0.1:8080/api/notifications/preferences \
+    -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"digest":"daily"}'
+  curl -s http://127.0.0.1:8080/api/reports -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/json' -d '{"title":"Q1","type":"summary","payload":{"rows":3}}'
+  curl -s http://127.0.0.1:8080/api/reports -H "Authorization: Bearer $TOKEN"
+  # Straight to the backend, bypassing gardien: refused (401), whatever X-User-Id says
+  curl -si http://127.0.0.1:8081/api/reports -H 'X-User-Id: admin'
+
   # A path no route takes: the gateway's JSON error with its request id (404)
   curl -si http://127.0.0.1:8080/nowhere
 
-  # Health, readiness (503 until gardien-backend runs on :8081) and metrics
+  # Health, readiness (every upstream reachable, the JWKS loaded) and metrics
   curl -s http://127.0.0.1:9090/healthz
   curl -s http://127.0.0.1:9090/readyz
   curl -s http://127.0.0.1:9090/metrics | grep '^gardien_requests_total'

@@ -291,8 +291,6 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-
-
 /// `chromedriver` in its own process group, killed with every browser process it started
 /// on drop: closing the session is the normal way out, this is the backstop.
 struct ChromeDriver {

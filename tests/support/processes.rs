@@ -96,7 +96,9 @@ pub fn target_binary(parts: &[&str]) -> PathBuf {
         .parent()
         .and_then(Path::parent)
         .expect("the test binary lives in target/<profile>/deps");
-    let binary = parts.iter().fold(profile.to_path_buf(), |path, part| path.join(part));
+    let binary = parts
+        .iter()
+        .fold(profile.to_path_buf(), |path, part| path.join(part));
     assert!(
         binary.exists(),
         "{} is missing: run `cargo build --workspace --bins --examples` first (make test does)",
@@ -120,7 +122,10 @@ impl BackendProcess {
         let dir = tempfile::tempdir().expect("a tempdir for the backend");
         let log = dir.path().join("backend.log");
         let listen = format!("127.0.0.1:{}", free_port());
-        let database = format!("sqlite://{}?mode=rwc", dir.path().join("backend.db").display());
+        let database = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("backend.db").display()
+        );
         let mut command = Command::new(&binary);
         command
             .env("BACKEND_LISTEN", &listen)
@@ -156,8 +161,14 @@ impl BackendProcess {
         };
         match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
             Ok(Ok(addr)) => backend.addr = addr,
-            Ok(Err(_)) => panic!("gardien-backend exited before listening:\n{}", read(&backend.log)),
-            Err(_) => panic!("gardien-backend not ready in {READY_TIMEOUT:?}:\n{}", read(&backend.log)),
+            Ok(Err(_)) => panic!(
+                "gardien-backend exited before listening:\n{}",
+                read(&backend.log)
+            ),
+            Err(_) => panic!(
+                "gardien-backend not ready in {READY_TIMEOUT:?}:\n{}",
+                read(&backend.log)
+            ),
         }
         backend
     }

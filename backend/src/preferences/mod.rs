@@ -287,8 +287,8 @@ async fn read(state: &AppState, target: Target) -> Result<Response, ApiError> {
     Ok(answer(current.preferences, current.version, &target))
 }
 
-/// `PUT` (`Mode::Replace`) or `PATCH` (`Mode::Merged`): checks `If-Match` against the
-/// current version, builds and validates the new document, and stores it only if the
+/// `PUT` (`Mode::Replace`) or `PATCH` (`Mode::Merged`): builds and validates the new
+/// document, checks `If-Match` against the current version, and stores it only if the
 /// version is still the one read — otherwise reads again (where a stale `If-Match` fails).
 async fn write(
     state: &AppState,
@@ -302,14 +302,16 @@ async fn write(
     for _ in 0..MAX_ATTEMPTS {
         let current = store::current(&state.db, &target.user_id, &categories).await?;
         let tag = etag::of(current.version);
-        if !if_match.allows(current.version) {
-            return Err(ApiError::precondition_failed().with_header(ETAG, tag));
-        }
+        // The body is judged before the precondition: a request that is wrong in itself
+        // gets the error that says so (400/422), whatever its If-Match.
         let next = match mode {
             Mode::Replace => validate::document(&body, &categories)?,
             Mode::Merged => validate::merged(&current.preferences, &body, &categories)?,
         };
-        validate::security(&next).map_err(|e| e.with_header(ETAG, tag))?;
+        validate::security(&next).map_err(|e| e.with_header(ETAG, tag.clone()))?;
+        if !if_match.allows(current.version) {
+            return Err(ApiError::precondition_failed().with_header(ETAG, tag));
+        }
         if next == current.preferences {
             return Ok(answer(next, current.version, &target));
         }
