@@ -27,7 +27,8 @@ pub struct Metrics {
     upstream_up: IntGaugeVec,
     policy_reloads: IntCounterVec,
     jwt_validations: IntCounterVec,
-    jwt_cache: IntCounterVec,
+    jwt_cache_hit: prometheus::IntCounter,
+    jwt_cache_miss: prometheus::IntCounter,
     jwks_refreshes: IntCounterVec,
     jwks_age: GaugeVec,
     rate_limit_decisions: IntCounterVec,
@@ -177,7 +178,8 @@ impl Metrics {
             upstream_up,
             policy_reloads,
             jwt_validations,
-            jwt_cache,
+            jwt_cache_hit: jwt_cache.with_label_values(&["hit"]),
+            jwt_cache_miss: jwt_cache.with_label_values(&["miss"]),
             jwks_refreshes,
             jwks_age,
             rate_limit_decisions,
@@ -230,10 +232,18 @@ impl Metrics {
             .inc();
     }
 
+    /// The counter of an issuer's valid tokens, for it to keep.
+    pub fn jwt_valid_counter(&self, issuer: &str) -> prometheus::IntCounter {
+        self.jwt_validations
+            .with_label_values(&[issuer, "valid", "ok"])
+    }
+
     pub fn jwt_cache(&self, hit: bool) {
-        self.jwt_cache
-            .with_label_values(&[if hit { "hit" } else { "miss" }])
-            .inc();
+        if hit {
+            self.jwt_cache_hit.inc();
+        } else {
+            self.jwt_cache_miss.inc();
+        }
     }
 
     pub fn jwks_refresh(&self, issuer: &str, ok: bool) {
@@ -246,10 +256,17 @@ impl Metrics {
         self.jwks_age.with_label_values(&[issuer]).set(seconds);
     }
 
-    pub fn rate_limit_decision(&self, rule: &str, allowed: bool) {
-        self.rate_limit_decisions
-            .with_label_values(&[rule, if allowed { "allowed" } else { "limited" }])
-            .inc();
+    /// The `(allowed, limited)` decision counters of a rule, for it to keep.
+    pub fn rate_limit_counters(
+        &self,
+        rule: &str,
+    ) -> (prometheus::IntCounter, prometheus::IntCounter) {
+        (
+            self.rate_limit_decisions
+                .with_label_values(&[rule, "allowed"]),
+            self.rate_limit_decisions
+                .with_label_values(&[rule, "limited"]),
+        )
     }
 
     /// Marks the store's current state (the others go to 0).

@@ -14,7 +14,7 @@ use pingora::http::RequestHeader;
 use serde_json::{Map, Value};
 
 use crate::policy::{Diagnostics, Env, Environment};
-use crate::secrets::{self, Secret};
+use crate::secrets;
 
 /// The header carrying gardien's signature.
 pub const SIGNATURE_HEADER: &str = gardien_identity::HEADER;
@@ -37,7 +37,7 @@ pub struct IdentityPolicy {
     roles_claim: String,
     /// Removed from every incoming request.
     strip: Vec<HeaderName>,
-    signer: Option<Secret>,
+    signer: Option<gardien_identity::Signer>,
 }
 
 impl IdentityPolicy {
@@ -105,7 +105,7 @@ impl IdentityPolicy {
             forward,
             roles_claim: roles_claim.unwrap_or("roles").to_owned(),
             strip,
-            signer,
+            signer: signer.map(|secret| gardien_identity::Signer::new(secret.expose())),
         }
     }
 
@@ -183,19 +183,12 @@ impl IdentityPolicy {
         unix_ts: u64,
         identity: &[(HeaderName, HeaderValue)],
     ) -> Option<HeaderValue> {
-        let key = self.signer.as_ref()?;
+        let signer = self.signer.as_ref()?;
         let pairs: Vec<(&str, &[u8])> = identity
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_bytes()))
             .collect();
-        HeaderValue::from_str(&gardien_identity::sign(
-            key.expose(),
-            method,
-            path,
-            unix_ts,
-            &pairs,
-        ))
-        .ok()
+        HeaderValue::from_str(&signer.sign(method, path, unix_ts, &pairs)).ok()
     }
 
     pub fn signs(&self) -> bool {

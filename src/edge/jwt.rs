@@ -115,6 +115,8 @@ pub struct Issuer {
     required_claims: Vec<String>,
     /// Prepared per allowed algorithm.
     validations: HashMap<Algorithm, ValidationDebug>,
+    /// The counter of this issuer's valid tokens, resolved once (the common case).
+    valid: std::sync::OnceLock<prometheus::IntCounter>,
 }
 
 /// `Validation` does not implement `Debug` helpfully; this wrapper keeps `Issuer: Debug`.
@@ -234,7 +236,11 @@ impl JwtPolicy {
             self.issuers.get(i).map_or(u64::MAX, Issuer::key_version)
         }) {
             metrics.jwt_cache(true);
-            metrics.jwt_validation(&self.issuers[hit.issuer].name, None);
+            let issuer = &self.issuers[hit.issuer];
+            issuer
+                .valid
+                .get_or_init(|| metrics.jwt_valid_counter(&issuer.name))
+                .inc();
             return Ok(hit);
         }
         metrics.jwt_cache(false);
@@ -650,6 +656,7 @@ fn compile_issuer(
             .map(|c| c.trim().to_owned())
             .collect(),
         validations,
+        valid: std::sync::OnceLock::new(),
     })
 }
 

@@ -9,8 +9,9 @@
 mod local;
 mod redis;
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName};
@@ -132,8 +133,12 @@ pub struct Rule {
     rate: Rate,
     burst: u32,
     headers: bool,
-    /// `"login";q=5;w=60`
-    policy_item: String,
+    /// `"login";q=5;w=60`, shared by every request's `RateLimit-Policy`.
+    policy_item: Arc<str>,
+    /// `"login"`, the item name in `RateLimit`.
+    quoted_name: Arc<str>,
+    /// This rule's decision counters, resolved once (not a label lookup per request).
+    counters: OnceLock<(prometheus::IntCounter, prometheus::IntCounter)>,
     /// Decides with the local store; with `store: redis`, while Redis is unreachable,
     /// at `rate / replicas`.
     local: LocalLimiter,
@@ -188,12 +193,40 @@ pub struct Refusal {
     pub retry_after_secs: u64,
 }
 
+/// One rule's state for the `RateLimit-Policy` / `RateLimit` headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderItem {
+    policy: Arc<str>,
+    name: Arc<str>,
+    remaining: u32,
+    reset_secs: u64,
+}
+
+/// The `RateLimit-Policy` and `RateLimit` values for the rules that ran (one list item each).
+pub fn header_values(items: &[HeaderItem]) -> (String, String) {
+    let mut policy = String::with_capacity(items.len() * 24);
+    let mut state = String::with_capacity(items.len() * 24);
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            policy.push_str(", ");
+            state.push_str(", ");
+        }
+        policy.push_str(&item.policy);
+        let _ = write!(
+            state,
+            "{};r={};t={}",
+            item.name, item.remaining, item.reset_secs
+        );
+    }
+    (policy, state)
+}
+
 /// The decisions of the rules that ran for a request.
 #[derive(Debug, Default)]
 pub struct Verdict {
     pub refused: Option<Refusal>,
-    /// `RateLimit-Policy` items and `RateLimit` items, one pair per rule with headers on.
-    pub header_items: Vec<(String, String)>,
+    /// One item per rule that ran with headers on.
+    pub header_items: Vec<HeaderItem>,
 }
 
 /// Where decisions are made.
@@ -298,24 +331,23 @@ impl RateLimits {
                     None => rule.local.check(&key, facts.factor),
                 },
             };
+            let (allowed, limited) = rule
+                .counters
+                .get_or_init(|| metrics.rate_limit_counters(&rule.name));
             match decision {
                 Decision::Allowed { remaining, reset } => {
-                    metrics.rate_limit_decision(&rule.name, true);
+                    allowed.inc();
                     if rule.headers {
-                        verdict.header_items.push((
-                            rule.policy_item.clone(),
-                            format!("\"{}\";r={remaining};t={}", rule.name, ceil_secs(reset)),
-                        ));
+                        verdict
+                            .header_items
+                            .push(rule.item(remaining, ceil_secs(reset)));
                     }
                 }
                 Decision::Refused { retry_after } => {
-                    metrics.rate_limit_decision(&rule.name, false);
+                    limited.inc();
                     let retry_after_secs = ceil_secs(retry_after).max(1);
                     if rule.headers {
-                        verdict.header_items.push((
-                            rule.policy_item.clone(),
-                            format!("\"{}\";r=0;t={retry_after_secs}", rule.name),
-                        ));
+                        verdict.header_items.push(rule.item(0, retry_after_secs));
                     }
                     verdict.refused = Some(Refusal {
                         rule: rule.name.clone(),
@@ -448,7 +480,10 @@ fn compile_rule(
             spec.name,
             rate.count,
             rate.window_secs()
-        ),
+        )
+        .into(),
+        quoted_name: format!("\"{}\"", spec.name).into(),
+        counters: OnceLock::new(),
         parts,
         rate,
         burst,
@@ -458,6 +493,15 @@ fn compile_rule(
 }
 
 impl Rule {
+    fn item(&self, remaining: u32, reset_secs: u64) -> HeaderItem {
+        HeaderItem {
+            policy: Arc::clone(&self.policy_item),
+            name: Arc::clone(&self.quoted_name),
+            remaining,
+            reset_secs,
+        }
+    }
+
     pub fn rate(&self) -> Rate {
         self.rate
     }
@@ -543,7 +587,7 @@ mod tests {
         assert!(!diag.has_errors(), "{:?}", diag.errors());
         assert_eq!(limits.rules()[0].phase(), Phase::PreAuth);
         assert_eq!(limits.rules()[1].phase(), Phase::PostAuth);
-        assert_eq!(limits.rules()[0].policy_item, "\"a\";q=5;w=60");
+        assert_eq!(&*limits.rules()[0].policy_item, "\"a\";q=5;w=60");
     }
 
     #[tokio::test]
@@ -563,11 +607,11 @@ mod tests {
         let first = limits.check(Phase::PreAuth, &facts, &metrics).await;
         assert!(first.refused.is_none());
         assert_eq!(
-            first.header_items,
-            vec![(
+            header_values(&first.header_items),
+            (
                 "\"login\";q=2;w=60".to_owned(),
                 "\"login\";r=1;t=30".to_owned()
-            )]
+            )
         );
         limits.check(Phase::PreAuth, &facts, &metrics).await;
         let third = limits.check(Phase::PreAuth, &facts, &metrics).await;

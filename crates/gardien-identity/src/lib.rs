@@ -18,6 +18,77 @@ pub const HEADER: &str = "x-gardien-identity";
 /// Version tag of the format.
 pub const VERSION: &str = "v1";
 
+/// A signing key prepared once: HMAC's key schedule is done at construction, so each
+/// signature costs only the message's hashing (the gateway signs every request).
+#[derive(Clone)]
+pub struct Signer {
+    prepared: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer([redacted])")
+    }
+}
+
+impl Signer {
+    pub fn new(key: &[u8]) -> Signer {
+        Signer {
+            // HMAC accepts keys of any length: `new_from_slice` cannot fail.
+            prepared: Hmac::<Sha256>::new_from_slice(key)
+                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
+        }
+    }
+
+    /// Hex HMAC-SHA256 of the canonical message.
+    pub fn mac(
+        &self,
+        method: &str,
+        path: &str,
+        unix_ts: u64,
+        identity: &[(&str, &[u8])],
+    ) -> String {
+        let mut hmac = self.prepared.clone();
+        let mut line = |part: &[u8]| {
+            hmac.update(part);
+            hmac.update(b"\n");
+        };
+        line(VERSION.as_bytes());
+        line(method.as_bytes());
+        line(path.as_bytes());
+        line(unix_ts.to_string().as_bytes());
+        let mut feed = |(name, value): &(&str, &[u8])| {
+            hmac.update(name.as_bytes());
+            hmac.update(b":");
+            hmac.update(value);
+            hmac.update(b"\n");
+        };
+        // Gardien passes the headers already in name order; sort only when they are not.
+        if identity.is_sorted_by(|a, b| a.0 <= b.0) {
+            identity.iter().for_each(&mut feed);
+        } else {
+            let mut sorted: Vec<&(&str, &[u8])> = identity.iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(b.0));
+            sorted.into_iter().for_each(&mut feed);
+        }
+        hex::encode(hmac.finalize().into_bytes())
+    }
+
+    /// The header value for a request signed at `unix_ts`.
+    pub fn sign(
+        &self,
+        method: &str,
+        path: &str,
+        unix_ts: u64,
+        identity: &[(&str, &[u8])],
+    ) -> String {
+        format!(
+            "{VERSION};{unix_ts};{}",
+            self.mac(method, path, unix_ts, identity)
+        )
+    }
+}
+
 /// Hex HMAC-SHA256 of the canonical message. `identity` holds `(lower-case name, value)`
 /// pairs in any order; they are signed sorted by name.
 pub fn mac(
@@ -27,28 +98,7 @@ pub fn mac(
     unix_ts: u64,
     identity: &[(&str, &[u8])],
 ) -> String {
-    let mut sorted: Vec<&(&str, &[u8])> = identity.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(b.0));
-    // HMAC accepts keys of any length: `new_from_slice` cannot fail.
-    let Ok(mut hmac) = Hmac::<Sha256>::new_from_slice(key) else {
-        return String::new();
-    };
-    for part in [
-        VERSION.as_bytes(),
-        method.as_bytes(),
-        path.as_bytes(),
-        unix_ts.to_string().as_bytes(),
-    ] {
-        hmac.update(part);
-        hmac.update(b"\n");
-    }
-    for (name, value) in sorted {
-        hmac.update(name.as_bytes());
-        hmac.update(b":");
-        hmac.update(value);
-        hmac.update(b"\n");
-    }
-    hex::encode(hmac.finalize().into_bytes())
+    Signer::new(key).mac(method, path, unix_ts, identity)
 }
 
 /// The header value for a request signed at `unix_ts`.
@@ -59,10 +109,7 @@ pub fn sign(
     unix_ts: u64,
     identity: &[(&str, &[u8])],
 ) -> String {
-    format!(
-        "{VERSION};{unix_ts};{}",
-        mac(key, method, path, unix_ts, identity)
-    )
+    Signer::new(key).sign(method, path, unix_ts, identity)
 }
 
 /// Why a signature was refused.
