@@ -85,6 +85,15 @@ impl Drop for Gateway {
     }
 }
 
+/// Waits (at most 30 s) until something accepts connections on `addr`.
+fn wait_listening(addr: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A command pinned to `cpu` with `taskset` (util-linux): on a 2-CPU machine the gateway
 /// gets a CPU of its own and the load generator and upstream share the other, so the
 /// scenarios compare the gateway's own cost rather than the scheduler's mood.
@@ -112,11 +121,7 @@ fn start_gateway(policy: &str, upstream: SocketAddr, dir: &Path, name: &str) -> 
         .stderr(Stdio::null())
         .spawn()
         .expect("start gardien");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "{name}: gardien did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(&addr, &format!("{name}: gardien"));
     Gateway { child, addr, admin }
 }
 
@@ -261,11 +266,7 @@ fn start_backend(database_url: &str) -> Backend {
         .stderr(Stdio::null())
         .spawn()
         .expect("start gardien-backend");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "gardien-backend did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(&addr, "gardien-backend");
     Backend { child, addr }
 }
 
