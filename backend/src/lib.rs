@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod db;
+pub mod delivery;
 pub mod error;
 pub mod health;
 pub mod identity;

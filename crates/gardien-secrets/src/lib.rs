@@ -2,6 +2,7 @@
 //! an error message or `Debug` output. Where secrets come from (environment, mounted files,
 //! Google Secret Manager) is the concern of each binary's configuration.
 
+use std::collections::HashMap;
 use std::fmt;
 
 /// A secret's bytes. `Debug` and `Display` print `[redacted]`; only [`Secret::expose`]
@@ -37,6 +38,21 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
+    }
+}
+
+/// Where a binary reads a secret's current value by name. The chain of sources (Google
+/// Secret Manager, files, environment, development defaults) implements it with a cache
+/// refreshed in the background; tests can pass a map. `get` never blocks: it answers from
+/// what was last resolved, so a rotated value is seen on the next call after a refresh.
+pub trait SecretLookup: Send + Sync {
+    /// The current value of the secret `name`, if one was resolved.
+    fn get(&self, name: &str) -> Option<Secret>;
+}
+
+impl SecretLookup for HashMap<String, Secret> {
+    fn get(&self, name: &str) -> Option<Secret> {
+        HashMap::get(self, name).cloned()
     }
 }
 
