@@ -4,9 +4,11 @@
 #   chromium         the real browser of the CORS test (tests/browser.rs)
 #   chromium-driver  WebDriver for it
 # As root it installs them with apt-get; otherwise it says exactly what to run.
-#   wrk              the load generator of the load harness (benches/load.rs)
+#   wrk              the closed-loop load generator of the load harness (benches/load.rs)
+#   oha              its open-loop (fixed-rate) load generator, from crates.io with cargo,
+#                    into target/tools/oha (not a Debian package)
 # Usage: scripts/install-deps.sh [build|test|bench]
-#   build: cmake; test: cmake, chromium, chromium-driver; bench: cmake, wrk
+#   build: cmake; test: cmake, chromium, chromium-driver; bench: cmake, wrk, oha
 set -euo pipefail
 
 want=(cmake)
@@ -23,13 +25,24 @@ binary_of() {
   esac
 }
 
+install_oha() {
+  local root=target/tools/oha
+  [ -x "$root/bin/oha" ] && return 0
+  command -v oha >/dev/null 2>&1 && return 0
+  echo "installing oha (crates.io) into $root with cargo; a few minutes" >&2
+  cargo install oha --version 1.16.0 --locked --root "$root" --quiet
+}
+
 missing=()
 for package in "${want[@]}"; do
   if ! command -v "$(binary_of "$package")" >/dev/null 2>&1; then
     missing+=("$package")
   fi
 done
-[ "${#missing[@]}" -eq 0 ] && exit 0
+if [ "${#missing[@]}" -eq 0 ]; then
+  [ "${1:-test}" = bench ] && install_oha
+  exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "error: missing system packages: ${missing[*]}" >&2
@@ -44,3 +57,5 @@ echo "installing ${missing[*]} with apt-get" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+[ "${1:-test}" = bench ] && install_oha
+exit 0

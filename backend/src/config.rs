@@ -63,6 +63,9 @@ pub struct Options {
     /// How far from now a signature's timestamp may be.
     #[arg(long, env = "IDENTITY_WINDOW", default_value = "30s", value_parser = humantime_duration)]
     pub identity_window: Duration,
+    /// Notification delivery (`NOTIFY_*`).
+    #[command(flatten)]
+    pub delivery: crate::delivery::config::DeliveryOptions,
 }
 
 impl std::fmt::Debug for Options {
@@ -149,6 +152,10 @@ impl Options {
         if self.identity_window.is_zero() {
             problems.push("IDENTITY_WINDOW: must be more than 0".into());
         }
+        problems.extend(
+            self.delivery
+                .problems(self.database_url.starts_with("sqlite:")),
+        );
         problems
     }
 }

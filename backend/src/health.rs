@@ -1,4 +1,7 @@
-//! `/healthz` (the process is up) and `/readyz` (the database answers).
+//! `/healthz` (the process is up) and `/readyz` (the database answers). `/readyz` also
+//! shows each delivery provider's circuit (`closed`, `open`, `half_open`) as detail: an
+//! open circuit does not make the replica unready, since the API still works and the
+//! outbox keeps the messages until a provider takes them.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,7 +14,26 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+fn providers(state: &AppState) -> Value {
+    Value::Object(
+        state
+            .circuits
+            .snapshot()
+            .into_iter()
+            .map(|(name, circuit)| (name, json!({"circuit": circuit})))
+            .collect(),
+    )
+}
+
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let (status, Json(mut body)) = database(&state).await;
+    if let Value::Object(map) = &mut body {
+        map.insert("providers".into(), providers(&state));
+    }
+    (status, Json(body))
+}
+
+async fn database(state: &AppState) -> (StatusCode, Json<Value>) {
     let started = std::time::Instant::now();
     match tokio::time::timeout(std::time::Duration::from_secs(2), state.db.ping()).await {
         Ok(Ok(())) => (

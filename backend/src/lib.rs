@@ -14,6 +14,7 @@ pub mod health;
 pub mod identity;
 pub mod json;
 pub mod metrics;
+pub mod notifications;
 pub mod openapi;
 pub mod preferences;
 pub mod reports;
@@ -38,6 +39,10 @@ pub struct AppState {
     pub db: Db,
     pub options: Arc<Options>,
     pub metrics: Arc<Metrics>,
+    /// Wakes the delivery workers when a notification is accepted.
+    pub outbox: Arc<tokio::sync::Notify>,
+    /// The providers' circuits, shown on `/readyz`.
+    pub circuits: Arc<delivery::circuit::Circuits>,
 }
 
 /// The whole service: the API (documented in `/openapi.json`), health, metrics.
@@ -46,6 +51,7 @@ pub fn app(state: AppState) -> Router {
         .merge(preferences::router())
         .merge(reports::router())
         .merge(templates::router())
+        .merge(notifications::router())
         .split_for_parts();
     let document = Arc::new(document);
     Router::new()

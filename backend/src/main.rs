@@ -7,6 +7,9 @@ use std::sync::Arc;
 use clap::Parser;
 use gardien_backend::config::{redact_url, Cli, Command};
 use gardien_backend::db::{Db, PoolSettings};
+use gardien_backend::delivery::circuit::Circuits;
+use gardien_backend::delivery::registry::Providers;
+use gardien_backend::delivery::start_workers;
 use gardien_backend::metrics::Metrics;
 use gardien_backend::{app, AppState};
 
@@ -56,10 +59,31 @@ async fn main() -> ExitCode {
         }
     };
     let listen = options.listen;
+    // TODO(providers): the registry is built from the providers' settings once they land.
+    let providers = Arc::new(Providers::default());
+    let circuits = Arc::new(Circuits::new(
+        providers.names(),
+        options.delivery.circuit_cooldown,
+        options.delivery.circuit_failures,
+    ));
+    for name in providers.names() {
+        metrics.circuit(name, "closed");
+    }
+    let outbox = Arc::new(tokio::sync::Notify::new());
+    let workers = start_workers(
+        &options.delivery,
+        &db,
+        Arc::clone(&providers),
+        Arc::clone(&circuits),
+        Arc::clone(&metrics),
+        Arc::clone(&outbox),
+    );
     let state = AppState {
         db,
         options: Arc::new(options),
         metrics,
+        outbox,
+        circuits,
     };
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
@@ -71,10 +95,12 @@ async fn main() -> ExitCode {
     let address = listener.local_addr().map_or(listen, |a| a);
     println!("gardien-backend listening on http://{address}");
     tracing::info!(%address, %database, "gardien-backend started");
-    match axum::serve(listener, app(state))
+    let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown())
-        .await
-    {
+        .await;
+    // Attempts in flight finish and are recorded; claimed rows not started go back.
+    workers.stop().await;
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,4 +1,5 @@
-//! Prometheus metrics: requests by route and status, latency by route, database pool usage.
+//! Prometheus metrics: requests by route and status, latency by route, database pool usage;
+//! notifications accepted, delivery attempts and outcomes, provider circuits.
 
 use std::time::Instant;
 
@@ -9,6 +10,8 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::delivery::provider::Channel;
+use crate::notifications::model::DeliveryStatus;
 use crate::AppState;
 
 #[derive(Debug, Clone)]
@@ -17,6 +20,11 @@ pub struct Metrics {
     requests: IntCounterVec,
     duration: HistogramVec,
     pool: IntGaugeVec,
+    notifications: IntCounterVec,
+    deliveries: IntCounterVec,
+    attempts: IntCounterVec,
+    circuits: IntGaugeVec,
+    delivery_seconds: HistogramVec,
 }
 
 impl Metrics {
@@ -46,15 +54,100 @@ impl Metrics {
             ),
             &["state"],
         )?;
+        let notifications = IntCounterVec::new(
+            Opts::new(
+                "gardien_backend_notifications_total",
+                "Notification channels accepted by POST /api/notifications, by channel and first status (queued, skipped)",
+            ),
+            &["channel", "status"],
+        )?;
+        let deliveries = IntCounterVec::new(
+            Opts::new(
+                "gardien_backend_deliveries_total",
+                "Deliveries that reached a final status, by channel, status (sent, failed) and reason",
+            ),
+            &["channel", "status", "reason"],
+        )?;
+        let attempts = IntCounterVec::new(
+            Opts::new(
+                "gardien_backend_delivery_attempts_total",
+                "Attempts to hand a message to a provider, by provider and outcome",
+            ),
+            &["provider", "outcome"],
+        )?;
+        let circuits = IntGaugeVec::new(
+            Opts::new(
+                "gardien_backend_provider_circuit",
+                "1 for each provider's current circuit state (closed, open, half_open), 0 for the others",
+            ),
+            &["provider", "state"],
+        )?;
+        let delivery_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "gardien_backend_delivery_seconds",
+                "From the notification's acceptance to a provider's acceptance, by channel",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+            &["channel"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(pool.clone()))?;
+        registry.register(Box::new(notifications.clone()))?;
+        registry.register(Box::new(deliveries.clone()))?;
+        registry.register(Box::new(attempts.clone()))?;
+        registry.register(Box::new(circuits.clone()))?;
+        registry.register(Box::new(delivery_seconds.clone()))?;
         Ok(Metrics {
             registry,
             requests,
             duration,
             pool,
+            notifications,
+            deliveries,
+            attempts,
+            circuits,
+            delivery_seconds,
         })
+    }
+}
+
+impl Metrics {
+    /// A channel of an accepted notification, with its first status.
+    pub fn notification(&self, channel: Channel, status: DeliveryStatus) {
+        self.notifications
+            .with_label_values(&[channel.name(), status.name()])
+            .inc();
+    }
+
+    /// A delivery reached `sent` or `failed` (`reason` empty when sent).
+    pub fn delivery_finished(&self, channel: Channel, status: DeliveryStatus, reason: &str) {
+        self.deliveries
+            .with_label_values(&[channel.name(), status.name(), reason])
+            .inc();
+    }
+
+    /// Seconds from acceptance to a provider's acceptance.
+    pub fn delivered_after(&self, channel: Channel, seconds: f64) {
+        self.delivery_seconds
+            .with_label_values(&[channel.name()])
+            .observe(seconds);
+    }
+
+    /// One attempt's outcome.
+    pub fn attempt(&self, provider: &str, outcome: &str) {
+        self.attempts.with_label_values(&[provider, outcome]).inc();
+    }
+
+    /// A provider's circuit is now in `state`.
+    pub fn circuit(&self, provider: &str, state: &str) {
+        for candidate in ["closed", "open", "half_open"] {
+            self.circuits
+                .with_label_values(&[provider, candidate])
+                .set(i64::from(candidate == state));
+        }
     }
 }
 

@@ -10,7 +10,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 /// A delivery channel that has providers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Channel {
     Email,
     Sms,

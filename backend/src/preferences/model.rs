@@ -154,6 +154,35 @@ impl QuietHours {
     }
 }
 
+impl QuietHours {
+    /// When the window covering `at` ends: the next time after `at` the user's wall clock
+    /// shows `end` (a time a daylight-saving change skips resolves to the later instant).
+    /// `None` when `at` is outside the window.
+    pub fn ends_after(&self, at: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        if !self.covers(at) {
+            return None;
+        }
+        let end = minutes(&self.end)?;
+        let zone = jiff::tz::TimeZone::get(&self.time_zone).ok()?;
+        let now = at.to_zoned(zone);
+        let (hour, minute) = (i8::try_from(end / 60).ok()?, i8::try_from(end % 60).ok()?);
+        let today = now
+            .with()
+            .hour(hour)
+            .minute(minute)
+            .second(0)
+            .subsec_nanosecond(0)
+            .build()
+            .ok()?;
+        let next = if today.timestamp() > at {
+            today
+        } else {
+            today.tomorrow().ok()?
+        };
+        Some(next.timestamp())
+    }
+}
+
 /// Minutes since midnight of a valid `HH:MM`.
 pub fn minutes(text: &str) -> Option<u16> {
     let bytes = text.as_bytes();
@@ -423,6 +452,32 @@ mod tests {
         assert!(window.covers(early));
         assert!(!window.covers(noon));
         assert!(!window.covers(seven));
+    }
+
+    #[test]
+    fn quiet_hours_end_on_the_users_clock() {
+        let window = QuietHours {
+            start: "22:00".into(),
+            end: "07:00".into(),
+            time_zone: "Europe/Paris".into(),
+        };
+        let ts = |s: &str| s.parse::<jiff::Timestamp>().expect("ts");
+        // 22:30 in Paris (UTC+1 in January): ends at 07:00 Paris the next day, 06:00 UTC.
+        assert_eq!(
+            window.ends_after(ts("2025-01-10T21:30:00Z")),
+            Some(ts("2025-01-11T06:00:00Z"))
+        );
+        // 05:59 in Paris: ends the same morning.
+        assert_eq!(
+            window.ends_after(ts("2025-01-10T04:59:00Z")),
+            Some(ts("2025-01-10T06:00:00Z"))
+        );
+        // Summer time (UTC+2): 07:00 Paris is 05:00 UTC.
+        assert_eq!(
+            window.ends_after(ts("2025-07-10T21:30:00Z")),
+            Some(ts("2025-07-11T05:00:00Z"))
+        );
+        assert_eq!(window.ends_after(ts("2025-01-10T11:00:00Z")), None);
     }
 
     #[test]

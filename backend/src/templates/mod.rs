@@ -565,7 +565,8 @@ async fn restore_version(
     changed(store::change(&state.db, key, &change).await?)
 }
 
-fn preview_error(error: RenderError, locale_used: &str) -> ApiError {
+/// The answer to a template that did not render (preview, and sending a notification).
+pub fn render_error(error: RenderError, locale_used: &str) -> ApiError {
     match error {
         RenderError::MissingVariables(names) => {
             let mut e = ApiError::unprocessable(
@@ -654,7 +655,7 @@ async fn preview_template(
         &template.content.default_locale,
     );
     let rendered =
-        render::render(&template, locale, &variables).map_err(|e| preview_error(e, locale_used))?;
+        render::render(&template, locale, &variables).map_err(|e| render_error(e, locale_used))?;
     Ok(Json(PreviewAnswer {
         locale_used: rendered.locale_used,
         subject: rendered.subject,

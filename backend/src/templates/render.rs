@@ -50,10 +50,16 @@ pub enum RenderError {
     NoContent,
 }
 
+/// Most minijinja instructions one render may run: templates are written by admins, but a
+/// loop over a large range must not hold a request (or a worker) for long. Plenty for any
+/// real message: a 500 kB html body of static text is a few thousand instructions.
+pub const RENDER_FUEL: u64 = 2_000_000;
+
 /// The environment every template compiles and renders in.
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(RENDER_FUEL));
     env.set_auto_escape_callback(|name| {
         if name.ends_with(".html") {
             AutoEscape::Html

@@ -152,6 +152,8 @@ impl TestApp {
             db: db.db.clone(),
             options: Arc::new(options),
             metrics: Arc::new(Metrics::new().expect("metrics")),
+            outbox: Arc::new(tokio::sync::Notify::new()),
+            circuits: Arc::default(),
         };
         TestApp {
             router: app(state),

@@ -1,0 +1,218 @@
+//! Delivery settings: the mode, the provider list of each channel, the workers, retries and
+//! circuits. Every option also reads an environment variable (`NOTIFY_*`); the providers'
+//! own settings (base URLs, senders, SMTP host) are read by `providers::config`.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::config::parse_duration;
+use crate::delivery::backoff::Backoff;
+use crate::delivery::fallback::RetryPolicy;
+use crate::delivery::provider::Channel;
+
+/// What delivery does with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NotifyMode {
+    /// Real providers, real messages.
+    Live,
+    /// Real providers in their test modes: SendGrid `sandbox_mode` (validated, not
+    /// delivered), Twilio test credentials with `From=+15005550006`.
+    Sandbox,
+    /// Nothing leaves the process: the rendered message is recorded in the outbox and
+    /// logged (recipients masked).
+    Log,
+}
+
+impl NotifyMode {
+    pub const fn name(self) -> &'static str {
+        match self {
+            NotifyMode::Live => "live",
+            NotifyMode::Sandbox => "sandbox",
+            NotifyMode::Log => "log",
+        }
+    }
+}
+
+/// The provider names a channel's list may hold.
+pub const EMAIL_PROVIDERS: [&str; 2] = ["sendgrid", "smtp"];
+pub const SMS_PROVIDERS: [&str; 2] = ["twilio", "twilio-secondary"];
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+}
+
+/// `NOTIFY_*`.
+#[derive(Debug, Clone, Args)]
+pub struct DeliveryOptions {
+    /// `live`, `sandbox` or `log`. Default: `log` in dev, `sandbox` in staging, `live` in
+    /// production.
+    #[arg(long = "notify-mode", env = "NOTIFY_MODE", value_enum)]
+    pub mode: Option<NotifyMode>,
+    /// Email providers, in order of preference.
+    #[arg(
+        long = "notify-email-providers",
+        env = "NOTIFY_EMAIL_PROVIDERS",
+        default_value = "sendgrid,smtp",
+        value_delimiter = ','
+    )]
+    pub email_providers: Vec<String>,
+    /// SMS providers, in order of preference.
+    #[arg(
+        long = "notify-sms-providers",
+        env = "NOTIFY_SMS_PROVIDERS",
+        default_value = "twilio",
+        value_delimiter = ','
+    )]
+    pub sms_providers: Vec<String>,
+    /// Delivery workers in this process (0: none, this replica only accepts). SQLite takes
+    /// one; on PostgreSQL any number, on any number of replicas.
+    #[arg(long = "notify-workers", env = "NOTIFY_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+    /// Rows a worker claims at once.
+    #[arg(long = "notify-batch", env = "NOTIFY_BATCH", default_value_t = 32)]
+    pub batch: usize,
+    /// Messages a worker hands to providers at the same time.
+    #[arg(
+        long = "notify-concurrency",
+        env = "NOTIFY_CONCURRENCY",
+        default_value_t = 8
+    )]
+    pub concurrency: usize,
+    /// How often an idle worker looks for due rows (new notifications wake it at once).
+    #[arg(long = "notify-poll-interval", env = "NOTIFY_POLL_INTERVAL", default_value = "1s", value_parser = duration)]
+    pub poll_interval: Duration,
+    /// How long a claimed row is a worker's; a row whose worker died is claimed again
+    /// after it. Longer than the provider timeout.
+    #[arg(long = "notify-lease", env = "NOTIFY_LEASE", default_value = "60s", value_parser = duration)]
+    pub lease: Duration,
+    /// Longest wait for one provider call.
+    #[arg(long = "notify-provider-timeout", env = "NOTIFY_PROVIDER_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub provider_timeout: Duration,
+    /// Attempts on one provider before the next one is tried.
+    #[arg(
+        long = "notify-attempts-per-provider",
+        env = "NOTIFY_ATTEMPTS_PER_PROVIDER",
+        default_value_t = 3
+    )]
+    pub attempts_per_provider: u32,
+    /// First retry delay; it doubles with each failure.
+    #[arg(long = "notify-retry-base", env = "NOTIFY_RETRY_BASE", default_value = "2s", value_parser = duration)]
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    #[arg(long = "notify-retry-max", env = "NOTIFY_RETRY_MAX", default_value = "5m", value_parser = duration)]
+    pub retry_max: Duration,
+    /// A provider asking to wait longer than this (`Retry-After`, `X-RateLimit-Reset`) is
+    /// passed over for the next one.
+    #[arg(long = "notify-max-retry-after", env = "NOTIFY_MAX_RETRY_AFTER", default_value = "10m", value_parser = duration)]
+    pub max_retry_after: Duration,
+    /// How long a provider's circuit stays open.
+    #[arg(long = "notify-circuit-cooldown", env = "NOTIFY_CIRCUIT_COOLDOWN", default_value = "60s", value_parser = duration)]
+    pub circuit_cooldown: Duration,
+    /// Retryable failures in a row that open a provider's circuit.
+    #[arg(
+        long = "notify-circuit-failures",
+        env = "NOTIFY_CIRCUIT_FAILURES",
+        default_value_t = 5
+    )]
+    pub circuit_failures: u32,
+}
+
+impl DeliveryOptions {
+    /// The mode: the one set, else the environment's default.
+    pub fn mode_for(&self, environment_is: impl Fn(&str) -> bool) -> NotifyMode {
+        self.mode.unwrap_or(if environment_is("dev") {
+            NotifyMode::Log
+        } else if environment_is("staging") {
+            NotifyMode::Sandbox
+        } else {
+            NotifyMode::Live
+        })
+    }
+
+    /// The provider names of `channel`, in order.
+    pub fn providers(&self, channel: Channel) -> &[String] {
+        match channel {
+            Channel::Email => &self.email_providers,
+            Channel::Sms => &self.sms_providers,
+        }
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            attempts_per_provider: self.attempts_per_provider,
+            backoff: Backoff {
+                base: self.retry_base,
+                max: self.retry_max,
+            },
+            max_retry_after: self.max_retry_after,
+        }
+    }
+
+    /// Every problem, by variable name.
+    pub fn problems(&self, sqlite: bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (channel, known, variable) in [
+            (
+                Channel::Email,
+                &EMAIL_PROVIDERS[..],
+                "NOTIFY_EMAIL_PROVIDERS",
+            ),
+            (Channel::Sms, &SMS_PROVIDERS[..], "NOTIFY_SMS_PROVIDERS"),
+        ] {
+            let names = self.providers(channel);
+            if names.iter().all(|n| n.trim().is_empty()) {
+                problems.push(format!(
+                    "{variable}: name at least one of {}",
+                    known.join(", ")
+                ));
+            }
+            for (i, name) in names.iter().enumerate() {
+                let name = name.trim();
+                if !known.contains(&name) {
+                    problems.push(format!(
+                        "{variable}: unknown provider `{name}`; known: {}",
+                        known.join(", ")
+                    ));
+                } else if names[..i].iter().any(|n| n.trim() == name) {
+                    problems.push(format!("{variable}: `{name}` is named twice"));
+                }
+            }
+        }
+        if sqlite && self.workers > 1 {
+            problems.push(
+                "NOTIFY_WORKERS: SQLite has one writer, so one delivery worker; use PostgreSQL for more"
+                    .into(),
+            );
+        }
+        for (value, variable) in [
+            (self.batch, "NOTIFY_BATCH"),
+            (self.concurrency, "NOTIFY_CONCURRENCY"),
+        ] {
+            if value == 0 {
+                problems.push(format!("{variable}: must be at least 1"));
+            }
+        }
+        if self.attempts_per_provider == 0 {
+            problems.push("NOTIFY_ATTEMPTS_PER_PROVIDER: must be at least 1".into());
+        }
+        if self.poll_interval.is_zero() {
+            problems.push("NOTIFY_POLL_INTERVAL: must be more than 0".into());
+        }
+        if self.provider_timeout.is_zero() {
+            problems.push("NOTIFY_PROVIDER_TIMEOUT: must be more than 0".into());
+        }
+        if self.lease <= self.provider_timeout {
+            problems.push(format!(
+                "NOTIFY_LEASE: {:?} must be longer than NOTIFY_PROVIDER_TIMEOUT ({:?}), or a slow send would be claimed again while in flight",
+                self.lease, self.provider_timeout
+            ));
+        }
+        if self.retry_base.is_zero() || self.retry_max < self.retry_base {
+            problems.push(
+                "NOTIFY_RETRY_BASE / NOTIFY_RETRY_MAX: base more than 0 and at most the max".into(),
+            );
+        }
+        problems
+    }
+}

@@ -1,0 +1,145 @@
+//! The real `gardien-backend` binary in a child process on loopback, for the tests that
+//! kill it, restart it, or run two replicas; and requests to it signed as gardien signs them.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::SECRET;
+
+/// A running backend; killed (`SIGKILL`) on drop.
+pub struct BackendProcess {
+    child: Child,
+    pub addr: String,
+    /// Every line it wrote to stdout and stderr.
+    pub output: Arc<Mutex<Vec<String>>>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl BackendProcess {
+    /// Starts the binary with `env` (on top of a listen address, the tests' internal
+    /// secret and `GARDIEN_ENVIRONMENT=dev`), and waits until it listens.
+    pub async fn start(env: &[(&str, String)]) -> BackendProcess {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gardien-backend"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("BACKEND_LISTEN", &addr)
+            .env("GARDIEN_INTERNAL_SECRET", SECRET)
+            .env("GARDIEN_ENVIRONMENT", "dev")
+            .env("RUST_LOG", "info,sqlx=warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("start gardien-backend");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        for stream in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let (output, ready_tx) = (Arc::clone(&output), ready_tx.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if line.starts_with("gardien-backend listening on") {
+                        let _ = ready_tx.send(());
+                    }
+                    output.lock().push(line);
+                }
+            });
+        }
+        let waited = tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(30)))
+            .await
+            .expect("join");
+        if waited.is_err() {
+            let _ = child.kill();
+            panic!(
+                "gardien-backend did not start:\n{}",
+                output.lock().join("\n")
+            );
+        }
+        BackendProcess {
+            child,
+            addr,
+            output,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `SIGKILL`: no chance to finish anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `SIGTERM`, then waits for it to exit.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    pub fn logs(&self) -> String {
+        self.output.lock().join("\n")
+    }
+}
+
+impl Drop for BackendProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A request to a backend process as gardien would forward it for `user` with `roles`.
+pub fn signed(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    user: &str,
+    roles: &str,
+) -> reqwest::RequestBuilder {
+    let path = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+        .unwrap_or("/");
+    let path = path.split('?').next().unwrap_or("/");
+    let email = format!("{user}@example.com");
+    let now = u64::try_from(jiff::Timestamp::now().as_second()).expect("now");
+    let signature = gardien_identity::sign(
+        SECRET.as_bytes(),
+        method.as_str(),
+        path,
+        now,
+        &[
+            ("x-user-email", email.as_bytes()),
+            ("x-user-id", user.as_bytes()),
+            ("x-user-roles", roles.as_bytes()),
+        ],
+    );
+    client
+        .request(method, url)
+        .header("x-user-id", user)
+        .header("x-user-email", email)
+        .header("x-user-roles", roles)
+        .header(gardien_identity::HEADER, signature)
+}
