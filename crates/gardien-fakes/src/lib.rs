@@ -5,7 +5,9 @@
 //! refused credentials) are switched on and off at run time. Never linked into the code
 //! under test: the services reach these fakes only through their configurable base URLs.
 
+pub mod contract;
 pub mod secret_manager;
 pub mod sendgrid;
 pub mod smtp;
+mod switchable;
 pub mod twilio;
