@@ -8,10 +8,13 @@ use clap::Parser;
 use gardien_backend::config::{redact_url, Cli, Command};
 use gardien_backend::db::{Db, PoolSettings};
 use gardien_backend::delivery::circuit::Circuits;
+use gardien_backend::delivery::provider::Channel;
+use gardien_backend::delivery::providers::{ProcessEnv, ProvidersConfig};
 use gardien_backend::delivery::registry::Providers;
 use gardien_backend::delivery::start_workers;
 use gardien_backend::metrics::Metrics;
 use gardien_backend::{app, AppState};
+use gardien_secrets::{Secret, SecretLookup};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -59,8 +62,56 @@ async fn main() -> ExitCode {
         }
     };
     let listen = options.listen;
-    // TODO(providers): the registry is built from the providers' settings once they land.
-    let providers = Arc::new(Providers::default());
+    let environment = std::env::var("GARDIEN_ENVIRONMENT").unwrap_or_else(|_| "production".into());
+    let mode = options.delivery.mode_for(|e| e == environment);
+    let provider_settings = match ProvidersConfig::from_env(&ProcessEnv) {
+        Ok(settings) => settings,
+        Err(problems) => {
+            for problem in &problems.0 {
+                eprintln!("error: {problem}");
+            }
+            eprintln!("{} problem(s); nothing was started", problems.0.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    // TODO(secrets): read through the secret chain once it lands.
+    let secrets: Arc<dyn SecretLookup> = Arc::new(
+        [
+            "SENDGRID_API_KEY",
+            "TWILIO_ACCOUNT_SID",
+            "TWILIO_AUTH_TOKEN",
+            "TWILIO_SECONDARY_ACCOUNT_SID",
+            "TWILIO_SECONDARY_AUTH_TOKEN",
+            "SMTP_USERNAME",
+            "SMTP_PASSWORD",
+        ]
+        .into_iter()
+        .filter_map(|name| {
+            std::env::var(name)
+                .ok()
+                .map(|v| (name.to_owned(), Secret::new(v)))
+        })
+        .collect::<std::collections::HashMap<_, _>>(),
+    );
+    let providers = match Providers::build(&options.delivery, mode, &provider_settings, &secrets) {
+        Ok(providers) => Arc::new(providers),
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("error: {problem}");
+            }
+            eprintln!("{} problem(s); nothing was started", problems.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    for channel in Channel::ALL {
+        if providers.for_channel(channel).is_empty() {
+            tracing::warn!(
+                channel = channel.name(),
+                "no provider is configured for this channel: its notifications will fail"
+            );
+        }
+    }
+    tracing::info!(mode = mode.name(), providers = ?providers.names(), "delivery");
     let circuits = Arc::new(Circuits::new(
         providers.names(),
         options.delivery.circuit_cooldown,

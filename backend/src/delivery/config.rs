@@ -49,22 +49,23 @@ pub struct DeliveryOptions {
     /// production.
     #[arg(long = "notify-mode", env = "NOTIFY_MODE", value_enum)]
     pub mode: Option<NotifyMode>,
-    /// Email providers, in order of preference.
+    /// Email providers, in order of preference (`sendgrid`, `smtp`). Default: those
+    /// configured, SendGrid first (`EMAIL_FROM` configures SendGrid, `SMTP_HOST` SMTP).
     #[arg(
         long = "notify-email-providers",
         env = "NOTIFY_EMAIL_PROVIDERS",
-        default_value = "sendgrid,smtp",
         value_delimiter = ','
     )]
-    pub email_providers: Vec<String>,
-    /// SMS providers, in order of preference.
+    pub email_providers: Option<Vec<String>>,
+    /// SMS providers, in order of preference (`twilio`, `twilio-secondary`). Default: those
+    /// configured (a sender — `TWILIO_FROM` or `TWILIO_MESSAGING_SERVICE_SID`, and the
+    /// `TWILIO_SECONDARY_` ones — configures each; in sandbox `twilio` needs none).
     #[arg(
         long = "notify-sms-providers",
         env = "NOTIFY_SMS_PROVIDERS",
-        default_value = "twilio",
         value_delimiter = ','
     )]
-    pub sms_providers: Vec<String>,
+    pub sms_providers: Option<Vec<String>>,
     /// Delivery workers in this process (0: none, this replica only accepts). SQLite takes
     /// one; on PostgreSQL any number, on any number of replicas.
     #[arg(long = "notify-workers", env = "NOTIFY_WORKERS", default_value_t = 1)]
@@ -130,11 +131,11 @@ impl DeliveryOptions {
         })
     }
 
-    /// The provider names of `channel`, in order.
-    pub fn providers(&self, channel: Channel) -> &[String] {
+    /// The provider names of `channel` the options set, in order (`None`: the default).
+    pub fn providers(&self, channel: Channel) -> Option<&[String]> {
         match channel {
-            Channel::Email => &self.email_providers,
-            Channel::Sms => &self.sms_providers,
+            Channel::Email => self.email_providers.as_deref(),
+            Channel::Sms => self.sms_providers.as_deref(),
         }
     }
 
@@ -160,7 +161,9 @@ impl DeliveryOptions {
             ),
             (Channel::Sms, &SMS_PROVIDERS[..], "NOTIFY_SMS_PROVIDERS"),
         ] {
-            let names = self.providers(channel);
+            let Some(names) = self.providers(channel) else {
+                continue;
+            };
             if names.iter().all(|n| n.trim().is_empty()) {
                 problems.push(format!(
                     "{variable}: name at least one of {}",

@@ -7,6 +7,9 @@
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod delivery;
+pub mod process;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,7 +111,7 @@ impl TestDb {
         }
     }
 
-    async fn drop_schema(&self) {
+    pub async fn drop_schema(&self) {
         if let Some(schema) = &self.schema {
             self.db.pool.close().await;
             if let Ok(admin) = Db::connect(
@@ -155,6 +158,11 @@ impl TestApp {
             outbox: Arc::new(tokio::sync::Notify::new()),
             circuits: Arc::default(),
         };
+        Self::from_state(db, state, signed)
+    }
+
+    /// The service over `state` (whose database is `db`'s).
+    pub fn from_state(db: TestDb, state: AppState, signed: bool) -> TestApp {
         TestApp {
             router: app(state),
             db,

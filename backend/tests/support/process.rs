@@ -28,7 +28,7 @@ fn free_port() -> u16 {
 impl BackendProcess {
     /// Starts the binary with `env` (on top of a listen address, the tests' internal
     /// secret and `GARDIEN_ENVIRONMENT=dev`), and waits until it listens.
-    pub async fn start(env: &[(&str, String)]) -> BackendProcess {
+    pub async fn start(env: &[(String, String)]) -> BackendProcess {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut command = Command::new(env!("CARGO_BIN_EXE_gardien-backend"));
         command
@@ -47,8 +47,14 @@ impl BackendProcess {
         let output = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -64,9 +70,10 @@ impl BackendProcess {
                 }
             });
         }
-        let waited = tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(30)))
-            .await
-            .expect("join");
+        let waited =
+            tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(30)))
+                .await
+                .expect("join");
         if waited.is_err() {
             let _ = child.kill();
             panic!(
