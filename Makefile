@@ -14,7 +14,7 @@ POLICY_CHECK_ENV := API_UPSTREAM_URL=https://api.example.run.app \
 	JWKS_URL=https://id.example.com/.well-known/jwks.json \
 	GARDIEN_INTERNAL_SECRET=example-internal-secret-of-at-least-32-bytes
 
-.PHONY: demo test build check-policies bench bench-load lint fmt deps-build deps-test deps-bench clean
+.PHONY: demo test build check-policies bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench clean
 
 demo: deps-build build
 	scripts/demo.sh
@@ -40,6 +40,13 @@ bench: deps-build
 bench-load: deps-bench
 	$(CARGO) build --release -p gardien-backend
 	$(CARGO) bench --bench load
+
+# Notifications accepted per second and POST → provider latency, on SQLite and PostgreSQL,
+# against the fake SendGrid (about a minute); rewrites the delivery table of
+# docs/BENCHMARKS.md.
+bench-delivery: deps-bench
+	$(CARGO) build --release -p gardien-backend
+	$(CARGO) bench -p gardien-backend --bench delivery
 
 lint:
 	$(CARGO) fmt --all --check
