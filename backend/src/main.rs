@@ -1,21 +1,97 @@
-//! The `gardien-backend` command: `serve` (the default) or `migrate`. Thin: everything else
-//! lives in the library.
+//! The `gardien-backend` command: `serve` (the default), `migrate` or `check`. Thin:
+//! everything else lives in the library.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use gardien_backend::config::{redact_url, Cli, Command};
+use gardien_backend::config::{redact_url, Cli, Command, Environment};
 use gardien_backend::db::{Db, PoolSettings};
 use gardien_backend::metrics::Metrics;
+use gardien_backend::secrets;
 use gardien_backend::{app, AppState};
+use gardien_secrets::{Requirement, SecretLookup};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
-    let options = cli.options;
-    let problems = options.problems();
+    let mut options = cli.options;
+    let environment = options.environment;
+
+    // ---- Secrets the delivery providers need -------------------------------------------
+    // The delivery code adds its own requirements here, by the mode it runs in
+    // (SENDGRID_API_KEY, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, SMTP_USERNAME,
+    // SMTP_PASSWORD, …); they are resolved, reported and refreshed with the others.
+    let delivery_secrets: Vec<Requirement> = Vec::new();
+    // --------------------------------------------------------------------------------------
+
+    let store = match secrets::process_store(environment) {
+        Ok(store) => store,
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("error: {problem}");
+            }
+            eprintln!(
+                "{} problem(s) in the secrets configuration; nothing was started",
+                problems.len()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = store
+        .require(secrets::requirements(environment, delivery_secrets))
+        .await;
+    let mut problems = Vec::new();
+    if options.database_url.is_none() {
+        if let Some(url) = store.get(secrets::DATABASE_URL) {
+            match String::from_utf8(url.expose().to_vec()) {
+                Ok(url) => options.database_url = Some(url.trim().to_owned()),
+                Err(_) => problems.push("DATABASE_URL: the secret is not UTF-8 text".to_owned()),
+            }
+        }
+    }
+    problems.extend(options.problems());
+
+    if matches!(cli.command, Some(Command::Check)) {
+        for line in report.lines() {
+            println!("{line}");
+        }
+        for line in report.error_lines() {
+            eprintln!("{line}");
+        }
+        for problem in &problems {
+            eprintln!("error: {problem}");
+        }
+        if report.is_complete() && problems.is_empty() {
+            println!(
+                "ok: gardien-backend ({environment}): database {}",
+                redact_url(options.database_url())
+            );
+            return ExitCode::SUCCESS;
+        }
+        return ExitCode::FAILURE;
+    }
+
+    for line in report.lines() {
+        tracing::info!("{line}");
+    }
+    let serving = !matches!(cli.command, Some(Command::Migrate));
+    if serving && !report.is_complete() {
+        if environment != Environment::Dev {
+            for line in report.error_lines() {
+                eprintln!("{line}");
+            }
+            eprintln!(
+                "{} required secret(s) missing in {environment}; nothing was started",
+                report.missing().len()
+            );
+            return ExitCode::FAILURE;
+        }
+        for line in report.error_lines() {
+            tracing::warn!("{line}");
+        }
+    }
     if !problems.is_empty() {
         for problem in &problems {
             eprintln!("error: {problem}");
@@ -29,8 +105,8 @@ async fn main() -> ExitCode {
         acquire_timeout: options.acquire_timeout,
         idle_timeout: options.idle_timeout,
     };
-    let database = redact_url(&options.database_url);
-    let db = match Db::connect(&options.database_url, settings).await {
+    let database = redact_url(options.database_url());
+    let db = match Db::connect(options.database_url(), settings).await {
         Ok(db) => db,
         Err(e) => {
             eprintln!("error: cannot connect to {database}: {e}");
@@ -41,11 +117,11 @@ async fn main() -> ExitCode {
         eprintln!("error: migrations failed on {database}: {e}");
         return ExitCode::FAILURE;
     }
-    if matches!(cli.command, Some(Command::Migrate)) {
+    if !serving {
         println!("migrations applied to {database}");
         return ExitCode::SUCCESS;
     }
-    if options.internal_secret.is_none() {
+    if store.get(secrets::INTERNAL_SECRET).is_none() {
         tracing::warn!("GARDIEN_INTERNAL_SECRET is not set: identity headers are trusted without gardien's signature (development only)");
     }
     let metrics = match Metrics::new() {
@@ -55,11 +131,18 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Secrets are looked up again every SECRETS_REFRESH_INTERVAL; handlers read the store
+    // at each use.
+    let refresh = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.keep_fresh().await })
+    };
     let listen = options.listen;
     let state = AppState {
         db,
         options: Arc::new(options),
         metrics,
+        secrets: store,
     };
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
@@ -70,11 +153,12 @@ async fn main() -> ExitCode {
     };
     let address = listener.local_addr().map_or(listen, |a| a);
     println!("gardien-backend listening on http://{address}");
-    tracing::info!(%address, %database, "gardien-backend started");
-    match axum::serve(listener, app(state))
+    tracing::info!(%address, %database, %environment, "gardien-backend started");
+    let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown())
-        .await
-    {
+        .await;
+    refresh.abort();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

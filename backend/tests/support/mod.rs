@@ -7,13 +7,14 @@
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use gardien_backend::config::Options;
+use gardien_backend::config::{Environment, Options};
 use gardien_backend::db::{Db, PoolSettings};
 use gardien_backend::metrics::Metrics;
 use gardien_backend::{app, AppState};
@@ -146,12 +147,22 @@ impl TestApp {
     pub async fn with(engine: Engine, signed: bool) -> TestApp {
         let db = TestDb::new(engine).await;
         let mut options = Options::try_parse_from_args(["gardien-backend"]);
-        options.internal_secret = signed.then(|| Secret::new(SECRET));
         options.identity_window = Duration::from_secs(30);
+        // Unsigned: a development service without the internal secret.
+        options.environment = if signed {
+            Environment::Production
+        } else {
+            Environment::Dev
+        };
+        let mut secrets: HashMap<String, Secret> = HashMap::new();
+        if signed {
+            secrets.insert("GARDIEN_INTERNAL_SECRET".into(), Secret::new(SECRET));
+        }
         let state = AppState {
             db: db.db.clone(),
             options: Arc::new(options),
             metrics: Arc::new(Metrics::new().expect("metrics")),
+            secrets: Arc::new(secrets),
         };
         TestApp {
             router: app(state),
