@@ -46,15 +46,14 @@ fn fixture(cache_size: usize) -> Fixture {
         HashMap::from([("GARDIEN_INTERNAL_SECRET".into(), "x".repeat(48))]);
     let mut diag = Diagnostics::default();
     let jwt = JwtPolicy::compile(&spec, Environment::Production, &EnvSecrets(&env), &mut diag);
-    let identity =
-        IdentityPolicy::compile(
-            None,
-            None,
-            None,
-            Environment::Production,
-            &EnvSecrets(&env),
-            &mut diag,
-        );
+    let identity = IdentityPolicy::compile(
+        None,
+        None,
+        None,
+        Environment::Production,
+        &EnvSecrets(&env),
+        &mut diag,
+    );
     assert!(!diag.has_errors(), "{:?}", diag.errors());
     let document = serde_json::to_vec(&json!({"keys": [rsa_jwk, ec_jwk]})).expect("jwks");
     jwt.issuers()[0]

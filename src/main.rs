@@ -60,8 +60,7 @@ fn resolve_secrets(path: &Path) -> Result<Option<Resolved>, Vec<String>> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(None);
     };
-    let Some((environment, requirements)) = secrets::policy_requirements(&text, &ProcessEnv)
-    else {
+    let Some((environment, requirements)) = secrets::policy_requirements(&text, &ProcessEnv) else {
         return Ok(None);
     };
     let store = secrets::process_store(environment)?;

@@ -99,8 +99,7 @@ impl PolicyReloader {
                 tracing::warn!("{line}");
             }
         }
-        let loaded = match policy::load_file_with_secrets(&self.path, &ProcessEnv, &*self.secrets)
-        {
+        let loaded = match policy::load_file_with_secrets(&self.path, &ProcessEnv, &*self.secrets) {
             Ok(loaded) => loaded,
             Err(error) => return self.refuse(&error.problems),
         };

@@ -88,7 +88,9 @@ fn shipped_policies_pass_check() {
             "one-line summary last: {stdout}"
         );
         assert!(
-            stdout.contains("secret GARDIEN_INTERNAL_SECRET: environment variable GARDIEN_INTERNAL_SECRET"),
+            stdout.contains(
+                "secret GARDIEN_INTERNAL_SECRET: environment variable GARDIEN_INTERNAL_SECRET"
+            ),
             "{stdout}"
         );
     }
@@ -160,10 +162,7 @@ fn check_lists_every_problem_with_its_path() {
     );
     // Standard output has the secrets report only: nothing is declared ok.
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        stdout.lines().all(|l| l.starts_with("secret")),
-        "{stdout}"
-    );
+    assert!(stdout.lines().all(|l| l.starts_with("secret")), "{stdout}");
 }
 
 #[test]

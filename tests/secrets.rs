@@ -88,7 +88,10 @@ fn text(output: &Output) -> (String, String) {
 
 fn assert_no_value(printed: &str, values: &[&str]) {
     for value in values {
-        assert!(!printed.contains(value), "a secret value was printed:\n{printed}");
+        assert!(
+            !printed.contains(value),
+            "a secret value was printed:\n{printed}"
+        );
     }
 }
 
@@ -151,10 +154,7 @@ fn check_lists_every_missing_secret_and_where_it_looked() {
         "{stdout}"
     );
     assert!(!stdout.contains("ok: "), "{stdout}");
-    assert_no_value(
-        &format!("{stdout}{stderr}"),
-        &["public-key-value"],
-    );
+    assert_no_value(&format!("{stdout}{stderr}"), &["public-key-value"]);
 }
 
 #[test]
@@ -173,7 +173,10 @@ fn check_says_where_each_secret_came_from() {
     );
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stderr}");
-    let expected_file = format!("secret JWT_SECRET: file {}", secrets.join("JWT_SECRET").display());
+    let expected_file = format!(
+        "secret JWT_SECRET: file {}",
+        secrets.join("JWT_SECRET").display()
+    );
     assert!(stdout.contains(&expected_file), "{stdout}");
     assert!(
         stdout.contains(
@@ -185,7 +188,10 @@ fn check_says_where_each_secret_came_from() {
         stdout.contains("secret SENTRY_DSN: not set (optional: error reporting)"),
         "{stdout}"
     );
-    assert!(stdout.lines().last().is_some_and(|l| l.starts_with("ok: ")), "{stdout}");
+    assert!(
+        stdout.lines().last().is_some_and(|l| l.starts_with("ok: ")),
+        "{stdout}"
+    );
     assert_no_value(&format!("{stdout}{stderr}"), &[HS_V1, INTERNAL_V1]);
 }
 
@@ -213,12 +219,11 @@ async fn check_reads_secret_manager_and_reports_an_outage() {
         stdout.contains("secrets: looked up in Google Secret Manager (project gardien-tests, token from the metadata server"),
         "{stdout}"
     );
-    assert!(google
-        .sm
-        .requests()
-        .iter()
-        .all(|r| r.headers.get("authorization").map(String::as_str)
-            == Some(&format!("Bearer {TOKEN}")[..])));
+    assert!(google.sm.requests().iter().all(|r| r
+        .headers
+        .get("authorization")
+        .map(String::as_str)
+        == Some(&format!("Bearer {TOKEN}")[..])));
 
     // Secret Manager down: the environment answers, and the report says why.
     google.sm.set_down(true);
@@ -308,10 +313,7 @@ async fn a_running_gateway_picks_up_rotated_secrets() {
     let mut env = google.env();
     env.push(("API_UPSTREAM_URL", api.url()));
     env.push(("SECRETS_REFRESH_INTERVAL", "300ms".to_owned()));
-    env.push((
-        "SECRETS_DIR",
-        secrets_dir.path().display().to_string(),
-    ));
+    env.push(("SECRETS_DIR", secrets_dir.path().display().to_string()));
     let gateway = GatewayProcess::start(&policy("staging"), &borrowed(&env)).await;
 
     assert_eq!(status_with(&gateway, HS_V1).await, 200);
@@ -324,7 +326,15 @@ async fn a_running_gateway_picks_up_rotated_secrets() {
         .collect();
     let unix_now = u64::try_from(now()).expect("positive");
     assert_eq!(
-        gardien_identity::verify(INTERNAL_V1.as_bytes(), signature, "GET", "/api/me", &forwarded, unix_now, 30),
+        gardien_identity::verify(
+            INTERNAL_V1.as_bytes(),
+            signature,
+            "GET",
+            "/api/me",
+            &forwarded,
+            unix_now,
+            30
+        ),
         Ok(())
     );
 
@@ -344,22 +354,44 @@ async fn a_running_gateway_picks_up_rotated_secrets() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(status_with(&gateway, HS_V1).await, 401, "the old secret is gone");
+    assert_eq!(
+        status_with(&gateway, HS_V1).await,
+        401,
+        "the old secret is gone"
+    );
     // The identity signature uses the rotated internal secret too (same reload).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         assert_eq!(status_with(&gateway, HS_V2).await, 200);
         let seen = api.last();
-        let signature = seen.headers.get("x-gardien-identity").expect("signed").clone();
+        let signature = seen
+            .headers
+            .get("x-gardien-identity")
+            .expect("signed")
+            .clone();
         let forwarded: Vec<(&str, &[u8])> = ["x-user-email", "x-user-id", "x-user-roles"]
             .iter()
             .filter_map(|name| seen.headers.get(*name).map(|v| (*name, v.as_bytes())))
             .collect();
         let unix_now = u64::try_from(now()).expect("positive");
-        if gardien_identity::verify(INTERNAL_V2.as_bytes(), &signature, "GET", "/api/me", &forwarded, unix_now, 30).is_ok() {
+        if gardien_identity::verify(
+            INTERNAL_V2.as_bytes(),
+            &signature,
+            "GET",
+            "/api/me",
+            &forwarded,
+            unix_now,
+            30,
+        )
+        .is_ok()
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "identity secret not rotated:\n{}", gateway.log());
+        assert!(
+            Instant::now() < deadline,
+            "identity secret not rotated:\n{}",
+            gateway.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 

@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use gardien_secrets::{Chain, ChainConfig, Environment, ProcessVars, Requirement, SecretStore, Vars};
+use gardien_secrets::{
+    Chain, ChainConfig, Environment, ProcessVars, Requirement, SecretStore, Vars,
+};
 
 /// Keys `X-Gardien-Identity`; shared with gardien. Required outside `dev`.
 pub const INTERNAL_SECRET: &str = "GARDIEN_INTERNAL_SECRET";

@@ -33,7 +33,10 @@ const CLEARED: [&str; 10] = [
 
 fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gardien-backend"));
-    command.args(args).env("NO_COLOR", "1").env("RUST_LOG", "info");
+    command
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info");
     for name in CLEARED {
         command.env_remove(name);
     }
@@ -57,7 +60,10 @@ fn text(output: &Output) -> (String, String) {
 
 fn assert_no_value(printed: &str, values: &[&str]) {
     for value in values {
-        assert!(!printed.contains(value), "a secret value was printed:\n{printed}");
+        assert!(
+            !printed.contains(value),
+            "a secret value was printed:\n{printed}"
+        );
     }
 }
 
@@ -70,7 +76,10 @@ fn free_port() -> u16 {
 
 #[test]
 fn check_lists_the_missing_internal_secret_in_production() {
-    let output = backend(&["check"], &[("SENTRY_DSN", "https://public-sentry-key@sentry.example/1")]);
+    let output = backend(
+        &["check"],
+        &[("SENTRY_DSN", "https://public-sentry-key@sentry.example/1")],
+    );
     assert_eq!(output.status.code(), Some(1));
     let (stdout, stderr) = text(&output);
     assert!(
@@ -82,7 +91,9 @@ fn check_lists_the_missing_internal_secret_in_production() {
         "{stderr}"
     );
     assert!(
-        stdout.contains("secret DATABASE_URL: not set (optional: the database (default: the SQLite file))"),
+        stdout.contains(
+            "secret DATABASE_URL: not set (optional: the database (default: the SQLite file))"
+        ),
         "{stdout}"
     );
     assert!(
@@ -96,7 +107,11 @@ fn check_lists_the_missing_internal_secret_in_production() {
 #[test]
 fn check_says_where_each_secret_came_from() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("GARDIEN_INTERNAL_SECRET"), format!("{V1}\n")).expect("write");
+    std::fs::write(
+        dir.path().join("GARDIEN_INTERNAL_SECRET"),
+        format!("{V1}\n"),
+    )
+    .expect("write");
     let database = format!("postgres://app:{DB_PASSWORD}@db.internal:5432/gardien");
     let output = backend(
         &["check"],
@@ -241,7 +256,8 @@ async fn status_signed_with(backend: &Running, secret: &str) -> u16 {
         ("x-user-id", b"ada"),
         ("x-user-roles", b""),
     ];
-    let signature = gardien_identity::sign(secret.as_bytes(), "GET", "/api/reports", now, &identity);
+    let signature =
+        gardien_identity::sign(secret.as_bytes(), "GET", "/api/reports", now, &identity);
     reqwest::Client::new()
         .get(format!("{}/api/reports", backend.url))
         .header("x-user-id", "ada")
@@ -271,7 +287,12 @@ async fn the_internal_secret_comes_from_secret_manager_and_rotates_without_a_res
         ("SECRETS_REFRESH_INTERVAL", "300ms"),
     ])
     .await;
-    assert_eq!(status_signed_with(&backend, V1).await, 200, "{}", backend.log());
+    assert_eq!(
+        status_signed_with(&backend, V1).await,
+        200,
+        "{}",
+        backend.log()
+    );
     assert_eq!(status_signed_with(&backend, V2).await, 401);
 
     sm.add_version(PROJECT, "GARDIEN_INTERNAL_SECRET", V2);
@@ -284,7 +305,11 @@ async fn the_internal_secret_comes_from_secret_manager_and_rotates_without_a_res
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(status_signed_with(&backend, V1).await, 401, "the old secret is gone");
+    assert_eq!(
+        status_signed_with(&backend, V1).await,
+        401,
+        "the old secret is gone"
+    );
 
     // Secret Manager down: the last good value stays.
     sm.set_down(true);

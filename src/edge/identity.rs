@@ -225,7 +225,14 @@ mod tests {
             .collect();
         let mut diag = Diagnostics::default();
         (
-            IdentityPolicy::compile(None, None, None, environment, &crate::secrets::EnvSecrets(&env), &mut diag),
+            IdentityPolicy::compile(
+                None,
+                None,
+                None,
+                environment,
+                &crate::secrets::EnvSecrets(&env),
+                &mut diag,
+            ),
             diag,
         )
     }

@@ -734,7 +734,14 @@ mod tests {
         );
         let env: HashMap<String, String> = HashMap::new();
         let mut diag = Diagnostics::default();
-        assert!(compile_issuer(0, &spec, Environment::Production, &EnvSecrets(&env), &mut diag).is_none());
+        assert!(compile_issuer(
+            0,
+            &spec,
+            Environment::Production,
+            &EnvSecrets(&env),
+            &mut diag
+        )
+        .is_none());
         let messages: Vec<_> = diag
             .errors()
             .iter()
@@ -769,7 +776,14 @@ mod tests {
         let short: HashMap<String, String> =
             HashMap::from([("JWT_SECRET".into(), "short-secret".into())]);
         let mut diag = Diagnostics::default();
-        assert!(compile_issuer(0, &spec, Environment::Production, &EnvSecrets(&short), &mut diag).is_none());
+        assert!(compile_issuer(
+            0,
+            &spec,
+            Environment::Production,
+            &EnvSecrets(&short),
+            &mut diag
+        )
+        .is_none());
         assert!(diag.errors()[0].message.contains("at least 32"));
         assert!(
             !diag.errors()[0].message.contains("short-secret"),
@@ -777,7 +791,9 @@ mod tests {
         );
         let missing: HashMap<String, String> = HashMap::new();
         let mut diag = Diagnostics::default();
-        assert!(compile_issuer(0, &spec, Environment::Dev, &EnvSecrets(&missing), &mut diag).is_none());
+        assert!(
+            compile_issuer(0, &spec, Environment::Dev, &EnvSecrets(&missing), &mut diag).is_none()
+        );
         assert_eq!(diag.errors()[0].path, "jwt.issuers[0].secret");
         let spec =
             issuer_spec("{issuer: 'svc', audiences: [a], secret: JWT_SECRET, algorithms: [RS256]}");

@@ -29,7 +29,10 @@ pub fn policy_requirements(text: &str, env: &dyn Env) -> Option<(Environment, Ve
         if let Some(name) = issuer.secret.as_deref() {
             requirements.push(Requirement::required(
                 name,
-                format!("jwt.issuers[{i}].secret: HMAC key of {}", issuer.issuer.trim()),
+                format!(
+                    "jwt.issuers[{i}].secret: HMAC key of {}",
+                    issuer.issuer.trim()
+                ),
             ));
         }
     }
@@ -62,7 +65,11 @@ jwt:
             .collect();
         assert_eq!(
             names,
-            vec![("GATEWAY_KEY", true), ("JWT_SECRET", true), ("SENTRY_DSN", false)]
+            vec![
+                ("GATEWAY_KEY", true),
+                ("JWT_SECRET", true),
+                ("SENTRY_DSN", false)
+            ]
         );
         assert!(requirements[1].purpose.starts_with("jwt.issuers[1].secret"));
 

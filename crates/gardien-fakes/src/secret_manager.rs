@@ -166,7 +166,11 @@ impl FakeSecretManager {
                 get(access),
             )
             .fallback(|| async {
-                google_error(404, "NOT_FOUND", "The requested URL was not found on this server.")
+                google_error(
+                    404,
+                    "NOT_FOUND",
+                    "The requested URL was not found on this server.",
+                )
             })
             .with_state(Arc::clone(&state));
         FakeSecretManager {
@@ -257,7 +261,11 @@ async fn access(
         return google_error(503, "UNAVAILABLE", "The service is currently unavailable.");
     }
     let Some(version) = version.strip_suffix(":access") else {
-        return google_error(404, "NOT_FOUND", "The requested URL was not found on this server.");
+        return google_error(
+            404,
+            "NOT_FOUND",
+            "The requested URL was not found on this server.",
+        );
     };
     let token = headers
         .get("authorization")
@@ -528,10 +536,18 @@ async fn exchange(
         );
     }
     let Some(assertion) = form.get("assertion") else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: assertion");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Missing required parameter: assertion",
+        );
     };
     let Ok(key) = jsonwebtoken::DecodingKey::from_rsa_pem(state.public_key_pem.as_bytes()) else {
-        return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "internal_failure", "bad fixture key");
+        return oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_failure",
+            "bad fixture key",
+        );
     };
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     validation.set_audience(&[state.url.as_str()]);
@@ -556,7 +572,11 @@ async fn exchange(
         );
     }
     if !claims.scope.split(' ').any(|s| s == CLOUD_PLATFORM_SCOPE) {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "Invalid OAuth scope or ID token audience provided.");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "Invalid OAuth scope or ID token audience provided.",
+        );
     }
     json_response(
         StatusCode::OK,

@@ -60,13 +60,18 @@ impl ChainConfig {
             Some(text) => match humantime::parse_duration(text.trim()) {
                 Ok(d) => d,
                 Err(e) => {
-                    problems.push(format!("{name}: `{text}` is not a duration (e.g. 60s): {e}"));
+                    problems.push(format!(
+                        "{name}: `{text}` is not a duration (e.g. 60s): {e}"
+                    ));
                     default
                 }
             },
         };
-        let refresh_interval =
-            duration("SECRETS_REFRESH_INTERVAL", DEFAULT_REFRESH_INTERVAL, &mut problems);
+        let refresh_interval = duration(
+            "SECRETS_REFRESH_INTERVAL",
+            DEFAULT_REFRESH_INTERVAL,
+            &mut problems,
+        );
         if refresh_interval < MIN_REFRESH_INTERVAL {
             problems.push(format!(
                 "SECRETS_REFRESH_INTERVAL: at least {}ms",

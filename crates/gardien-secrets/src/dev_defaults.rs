@@ -14,7 +14,10 @@ pub const DEV_DEFAULTS: [(&str, &str); 2] = [
         "GARDIEN_INTERNAL_SECRET",
         "dev-only-gardien-internal-secret-never-use-in-production",
     ),
-    ("JWT_SECRET", "dev-only-jwt-hs256-secret-never-use-in-production"),
+    (
+        "JWT_SECRET",
+        "dev-only-jwt-hs256-secret-never-use-in-production",
+    ),
 ];
 
 /// The table above as a source.
@@ -49,11 +52,22 @@ mod tests {
             DevDefaults.fetch("GARDIEN_INTERNAL_SECRET").await,
             Fetched::Found(_, Origin::DevelopmentDefault)
         ));
-        for name in ["SENDGRID_API_KEY", "TWILIO_AUTH_TOKEN", "SMTP_PASSWORD", "DATABASE_URL"] {
-            assert!(matches!(DevDefaults.fetch(name).await, Fetched::Absent), "{name}");
+        for name in [
+            "SENDGRID_API_KEY",
+            "TWILIO_AUTH_TOKEN",
+            "SMTP_PASSWORD",
+            "DATABASE_URL",
+        ] {
+            assert!(
+                matches!(DevDefaults.fetch(name).await, Fetched::Absent),
+                "{name}"
+            );
         }
         for (_, value) in DEV_DEFAULTS {
-            assert!(value.starts_with("dev-only-") && value.len() >= 32, "{value}");
+            assert!(
+                value.starts_with("dev-only-") && value.len() >= 32,
+                "{value}"
+            );
         }
     }
 }

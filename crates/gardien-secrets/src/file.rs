@@ -104,7 +104,10 @@ mod tests {
         }
         assert!(matches!(source.fetch("EMPTY").await, Fetched::Absent));
         assert!(matches!(source.fetch("MISSING").await, Fetched::Absent));
-        assert!(matches!(source.fetch("../etc/passwd").await, Fetched::Failed(_)));
+        assert!(matches!(
+            source.fetch("../etc/passwd").await,
+            Fetched::Failed(_)
+        ));
         assert!(matches!(source.fetch("..").await, Fetched::Failed(_)));
     }
 

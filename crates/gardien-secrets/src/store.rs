@@ -278,12 +278,9 @@ fn apply(entry: &mut Entry, resolution: Resolution) -> Applied {
     };
     match takes_over {
         Ok(()) => {
-            let changed = resolution
-                .found
-                .as_ref()
-                .is_some_and(|(value, origin, _)| {
-                    *value != current || Some(origin) != entry.origin.as_ref()
-                });
+            let changed = resolution.found.as_ref().is_some_and(|(value, origin, _)| {
+                *value != current || Some(origin) != entry.origin.as_ref()
+            });
             *entry = fresh_entry(resolution);
             if changed {
                 Applied::Changed

@@ -61,7 +61,11 @@ async fn secret_manager_with_a_metadata_token() {
 
     let resolution = chain.resolve("JWT_SECRET").await;
     let (value, origin, index) = resolution.found.clone().expect("found");
-    assert_eq!(value.expose(), SM_VALUE.as_bytes(), "the latest version, first source");
+    assert_eq!(
+        value.expose(),
+        SM_VALUE.as_bytes(),
+        "the latest version, first source"
+    );
     assert_eq!(index, 0);
     assert_eq!(
         origin.to_string(),
@@ -81,7 +85,10 @@ async fn secret_manager_with_a_metadata_token() {
     let metadata = google.metadata.requests();
     assert_eq!(metadata.len(), 1);
     assert_eq!(
-        metadata[0].headers.get("metadata-flavor").map(String::as_str),
+        metadata[0]
+            .headers
+            .get("metadata-flavor")
+            .map(String::as_str),
         Some("Google")
     );
 
@@ -109,7 +116,10 @@ async fn the_metadata_fake_refuses_requests_without_the_flavor_header() {
         .expect("answer");
     assert_eq!(answered.status(), 200);
     assert_eq!(
-        answered.headers().get("metadata-flavor").map(|v| v.as_bytes()),
+        answered
+            .headers()
+            .get("metadata-flavor")
+            .map(|v| v.as_bytes()),
         Some(&b"Google"[..])
     );
     let body: serde_json::Value = answered.json().await.expect("json");
@@ -174,7 +184,10 @@ async fn a_forged_key_gets_no_token_and_the_chain_falls_through() {
     let key = dir.path().join("sa.json");
     std::fs::write(&key, endpoint.key_file(OTHER_PRIVATE_KEY)).expect("key file");
     let mut vars = google.vars(dir.path());
-    vars.insert("GOOGLE_APPLICATION_CREDENTIALS".into(), key.display().to_string());
+    vars.insert(
+        "GOOGLE_APPLICATION_CREDENTIALS".into(),
+        key.display().to_string(),
+    );
     vars.insert("JWT_SECRET".into(), ENV_VALUE.into());
     let chain = chain(vars, Environment::Production);
 
@@ -203,7 +216,11 @@ async fn secret_manager_down_falls_to_the_file_then_to_the_environment() {
 
     let resolution = chain.resolve("JWT_SECRET").await;
     let (value, origin, _) = resolution.found.clone().expect("found");
-    assert_eq!(value.expose(), FILE_VALUE.as_bytes(), "one trailing newline trimmed");
+    assert_eq!(
+        value.expose(),
+        FILE_VALUE.as_bytes(),
+        "one trailing newline trimmed"
+    );
     assert_eq!(origin, Origin::File(dir.path().join("JWT_SECRET")));
     let AttemptOutcome::Failed(reason) = &resolution.attempts[0].outcome else {
         panic!("{:?}", resolution.attempts)
@@ -216,7 +233,10 @@ async fn secret_manager_down_falls_to_the_file_then_to_the_environment() {
     assert_eq!(value.expose(), ENV_VALUE.as_bytes());
     assert_eq!(origin, Origin::Environment("JWT_SECRET".into()));
     let outcomes: Vec<_> = resolution.attempts.iter().map(|a| &a.outcome).collect();
-    assert!(matches!(outcomes[0], AttemptOutcome::Failed(_)), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[0], AttemptOutcome::Failed(_)),
+        "{outcomes:?}"
+    );
     assert_eq!(outcomes[1], &AttemptOutcome::Absent);
     assert_eq!(outcomes[2], &AttemptOutcome::Found);
 }
@@ -231,7 +251,10 @@ async fn an_unreachable_secret_manager_does_not_hang() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vars = HashMap::from([
         ("SECRET_MANAGER_PROJECT".to_owned(), PROJECT.to_owned()),
-        ("SECRET_MANAGER_BASE_URL".to_owned(), format!("http://{closed}")),
+        (
+            "SECRET_MANAGER_BASE_URL".to_owned(),
+            format!("http://{closed}"),
+        ),
         ("GCE_METADATA_HOST".to_owned(), closed.clone()),
         ("SECRETS_DIR".to_owned(), dir.path().display().to_string()),
         ("DATABASE_URL".to_owned(), "sqlite://x.db".to_owned()),
@@ -239,7 +262,11 @@ async fn an_unreachable_secret_manager_does_not_hang() {
     let chain = chain(vars, Environment::Production);
     let started = Instant::now();
     let resolution = chain.resolve("DATABASE_URL").await;
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(resolution.found.is_some());
     let AttemptOutcome::Failed(reason) = &resolution.attempts[0].outcome else {
         panic!("{:?}", resolution.attempts)
@@ -250,17 +277,26 @@ async fn an_unreachable_secret_manager_does_not_hang() {
 #[tokio::test]
 async fn a_bad_crc_is_refused_and_reported() {
     let google = Google::start().await;
-    google.sm.add_version(PROJECT, "TWILIO_AUTH_TOKEN", SM_VALUE);
+    google
+        .sm
+        .add_version(PROJECT, "TWILIO_AUTH_TOKEN", SM_VALUE);
     google.sm.set_corrupt_crc(true);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut vars = google.vars(dir.path());
     vars.insert("TWILIO_AUTH_TOKEN".into(), ENV_VALUE.into());
-    let store = SecretStore::new(chain(vars, Environment::Production), Duration::from_secs(60));
+    let store = SecretStore::new(
+        chain(vars, Environment::Production),
+        Duration::from_secs(60),
+    );
     let report = store
         .require([Requirement::required("TWILIO_AUTH_TOKEN", "Twilio")])
         .await;
     let value = gardien_secrets::SecretLookup::get(&store, "TWILIO_AUTH_TOKEN").expect("value");
-    assert_eq!(value.expose(), ENV_VALUE.as_bytes(), "the corrupt payload is not used");
+    assert_eq!(
+        value.expose(),
+        ENV_VALUE.as_bytes(),
+        "the corrupt payload is not used"
+    );
     let lines = report.lines().join("\n");
     assert!(
         lines.contains("secret TWILIO_AUTH_TOKEN: environment variable TWILIO_AUTH_TOKEN (after Google Secret Manager projects/test-project/secrets/TWILIO_AUTH_TOKEN/versions/latest: failed: projects/test-project/secrets/TWILIO_AUTH_TOKEN/versions/1: payload CRC32C mismatch, value refused)"),
@@ -271,14 +307,19 @@ async fn a_bad_crc_is_refused_and_reported() {
     // The same payload with its right checksum is accepted.
     google.sm.set_corrupt_crc(false);
     let resolution = store.chain().resolve("TWILIO_AUTH_TOKEN").await;
-    assert_eq!(resolution.found.expect("found").0.expose(), SM_VALUE.as_bytes());
+    assert_eq!(
+        resolution.found.expect("found").0.expose(),
+        SM_VALUE.as_bytes()
+    );
 }
 
 #[tokio::test]
 async fn disabled_missing_and_denied_secrets_are_reported() {
     let google = Google::start().await;
     let v1 = google.sm.add_version(PROJECT, "SMTP_PASSWORD", SM_VALUE);
-    google.sm.set_version_enabled(PROJECT, "SMTP_PASSWORD", v1, false);
+    google
+        .sm
+        .set_version_enabled(PROJECT, "SMTP_PASSWORD", v1, false);
     google.sm.add_version(PROJECT, "SENTRY_DSN", SM_VALUE);
     google.sm.deny(PROJECT, "SENTRY_DSN");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -330,7 +371,11 @@ async fn development_defaults_only_in_dev() {
     assert!(dev.resolve("SENDGRID_API_KEY").await.found.is_none());
     for environment in [Environment::Staging, Environment::Production] {
         let chain = chain(vars.clone(), environment);
-        assert!(chain.resolve("GARDIEN_INTERNAL_SECRET").await.found.is_none());
+        assert!(chain
+            .resolve("GARDIEN_INTERNAL_SECRET")
+            .await
+            .found
+            .is_none());
         assert!(!chain.describe().iter().any(|s| s.contains("development")));
     }
 }

@@ -23,7 +23,10 @@ struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(buf);
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -72,7 +75,10 @@ impl Setup {
             ("SECRET_MANAGER_PROJECT".to_owned(), PROJECT.to_owned()),
             ("SECRET_MANAGER_BASE_URL".to_owned(), self.sm.url()),
             ("GCE_METADATA_HOST".to_owned(), self._metadata.host()),
-            ("SECRETS_DIR".to_owned(), self.dir.path().display().to_string()),
+            (
+                "SECRETS_DIR".to_owned(),
+                self.dir.path().display().to_string(),
+            ),
         ]);
         let config = ChainConfig::from_vars(&vars, Environment::Production).expect("config");
         let vars: Arc<dyn Vars> = Arc::new(vars);

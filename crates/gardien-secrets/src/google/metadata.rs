@@ -7,7 +7,10 @@ const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/
 
 /// `GET http://<host>/computeMetadata/v1/instance/service-accounts/default/token` with
 /// `Metadata-Flavor: Google` (the server refuses requests without it).
-pub(super) async fn fetch_token(client: &reqwest::Client, host: &str) -> Result<AccessToken, String> {
+pub(super) async fn fetch_token(
+    client: &reqwest::Client,
+    host: &str,
+) -> Result<AccessToken, String> {
     let url = format!("http://{host}{TOKEN_PATH}");
     let response = client
         .get(&url)
@@ -16,10 +19,12 @@ pub(super) async fn fetch_token(client: &reqwest::Client, host: &str) -> Result<
         .await
         .map_err(|e| format!("unreachable: {}", super::secret_manager::describe_error(&e)))?;
     let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| format!("reading the answer: {}", super::secret_manager::describe_error(&e)))?;
+    let body = response.bytes().await.map_err(|e| {
+        format!(
+            "reading the answer: {}",
+            super::secret_manager::describe_error(&e)
+        )
+    })?;
     if !status.is_success() {
         return Err(format!("HTTP {}", status.as_u16()));
     }

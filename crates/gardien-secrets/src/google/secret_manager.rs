@@ -145,7 +145,11 @@ impl SecretManagerSource {
             code => Err(match serde_json::from_slice::<ErrorAnswer>(&body) {
                 Ok(answer) => format!(
                     "{} {}: {}",
-                    if answer.error.code == 0 { code } else { answer.error.code },
+                    if answer.error.code == 0 {
+                        code
+                    } else {
+                        answer.error.code
+                    },
                     answer.error.status,
                     answer.error.message
                 ),
@@ -165,14 +169,15 @@ impl SecretManagerSource {
         };
         let expected_prefix = format!("projects/{}/secrets/{name}/versions/", self.project);
         // Secret Manager names the project by number in its answer; check the rest.
-        let names_this_secret = answer
-            .name
-            .rsplit_once("/versions/")
-            .is_some_and(|(secret, version)| {
-                secret.ends_with(&format!("/secrets/{name}"))
-                    && !version.is_empty()
-                    && version.chars().all(|c| c.is_ascii_digit())
-            });
+        let names_this_secret =
+            answer
+                .name
+                .rsplit_once("/versions/")
+                .is_some_and(|(secret, version)| {
+                    secret.ends_with(&format!("/secrets/{name}"))
+                        && !version.is_empty()
+                        && version.chars().all(|c| c.is_ascii_digit())
+                });
         if !names_this_secret {
             return Fetched::Failed(format!(
                 "the answer names `{}`, not a version of {expected_prefix}…",
@@ -181,8 +186,9 @@ impl SecretManagerSource {
         }
         let data = match base64::engine::general_purpose::STANDARD
             .decode(answer.payload.data.as_bytes())
-            .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(answer.payload.data.as_bytes()))
-        {
+            .or_else(|_| {
+                base64::engine::general_purpose::URL_SAFE.decode(answer.payload.data.as_bytes())
+            }) {
             Ok(data) => data,
             Err(_) => return Fetched::Failed("payload.data is not base64".to_owned()),
         };
@@ -260,7 +266,10 @@ mod tests {
 
     #[test]
     fn crcs_read_as_proto3_int64() {
-        assert_eq!(read_crc(&serde_json::json!("3808858755")), Some(3_808_858_755));
+        assert_eq!(
+            read_crc(&serde_json::json!("3808858755")),
+            Some(3_808_858_755)
+        );
         assert_eq!(read_crc(&serde_json::json!(42)), Some(42));
         assert_eq!(read_crc(&serde_json::json!("99999999999")), None);
         assert_eq!(read_crc(&serde_json::json!(null)), None);

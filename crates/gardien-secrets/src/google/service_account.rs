@@ -53,7 +53,10 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-pub(super) async fn fetch_token(client: &reqwest::Client, path: &Path) -> Result<AccessToken, String> {
+pub(super) async fn fetch_token(
+    client: &reqwest::Client,
+    path: &Path,
+) -> Result<AccessToken, String> {
     let text = tokio::fs::read(path)
         .await
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;

@@ -115,9 +115,7 @@ impl TokenSource {
         let mut cached = self.cached.lock().await;
         let now = Instant::now();
         match &*cached {
-            Some(Cached::Token { token, renew_at }) if now < *renew_at => {
-                return Ok(token.clone())
-            }
+            Some(Cached::Token { token, renew_at }) if now < *renew_at => return Ok(token.clone()),
             Some(Cached::Failure { reason, at }) if now.duration_since(*at) < FAILURE_MEMORY => {
                 return Err(reason.clone())
             }
@@ -152,9 +150,7 @@ impl TokenSource {
     async fn fetch(&self) -> Result<AccessToken, String> {
         match &self.credentials {
             Credentials::Metadata { host } => metadata::fetch_token(&self.client, host).await,
-            Credentials::KeyFile { path } => {
-                service_account::fetch_token(&self.client, path).await
-            }
+            Credentials::KeyFile { path } => service_account::fetch_token(&self.client, path).await,
         }
     }
 }
@@ -174,9 +170,9 @@ mod tests {
         let error = TokenAnswer::parse(br#"{"access_token":"ya29.leaked","expires_in":"soon"}"#)
             .expect_err("bad");
         assert!(!error.contains("ya29.leaked"), "{error}");
-        assert!(TokenAnswer::parse(
-            br#"{"access_token":"x","expires_in":1,"token_type":"MAC"}"#
-        )
-        .is_err());
+        assert!(
+            TokenAnswer::parse(br#"{"access_token":"x","expires_in":1,"token_type":"MAC"}"#)
+                .is_err()
+        );
     }
 }
