@@ -1,5 +1,6 @@
-//! Hot reload of the policy, on `SIGHUP`, when the policy file changes, and when a secret
-//! it compiles with rotates (the secret store publishes each change).
+//! Hot reload of the policy, on `SIGHUP` (which also looks the secrets up again), when the
+//! policy file changes, and when a secret it compiles with rotates (the secret store
+//! publishes each change).
 //!
 //! A new policy is loaded and validated in full before it replaces the running one (one
 //! atomic swap; requests in flight finish on the policy they started with). An invalid file
@@ -200,6 +201,10 @@ impl BackgroundService for PolicyReloader {
             // Let a burst of file events settle, then reload once.
             tokio::time::sleep(DEBOUNCE).await;
             while rx.try_recv().is_ok() {}
+            if matches!(trigger, Trigger::Signal) {
+                // SIGHUP also looks every secret up again, without waiting for the interval.
+                self.secrets.refresh().await;
+            }
             rotated.borrow_and_update();
             tracing::info!(trigger = ?trigger, "reloading the policy");
             self.reload().await;

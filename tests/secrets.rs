@@ -417,3 +417,36 @@ async fn a_running_gateway_picks_up_rotated_secrets() {
     assert!(log.contains("keeping the last good value"), "{log}");
     assert_no_value(&log, &[HS_V1, HS_V2, INTERNAL_V1, INTERNAL_V2, TOKEN]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_looks_the_secrets_up_again_at_once() {
+    let google = Google::start().await;
+    google.sm.add_version(PROJECT, "JWT_SECRET", HS_V1);
+    let api = RecordingUpstream::start().await;
+    let mut env = google.env();
+    env.push(("API_UPSTREAM_URL", api.url()));
+    env.push(("GARDIEN_INTERNAL_SECRET", INTERNAL_V1.to_owned()));
+    // Far longer than the test: only the signal can explain a pick-up.
+    env.push(("SECRETS_REFRESH_INTERVAL", "1h".to_owned()));
+    let gateway = GatewayProcess::start(&policy("dev"), &borrowed(&env)).await;
+    assert_eq!(status_with(&gateway, HS_V1).await, 200);
+
+    google.sm.add_version(PROJECT, "JWT_SECRET", HS_V2);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(status_with(&gateway, HS_V2).await, 401, "no refresh yet");
+    let status = Command::new("kill")
+        .args(["-HUP", &gateway.pid().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_with(&gateway, HS_V2).await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not pick up the new version:\n{}",
+            gateway.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_no_value(&gateway.log(), &[HS_V1, HS_V2, INTERNAL_V1, TOKEN]);
+}

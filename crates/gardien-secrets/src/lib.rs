@@ -35,7 +35,7 @@ pub use dev_defaults::{DevDefaults, DEV_DEFAULTS};
 pub use env::EnvSource;
 pub use environment::Environment;
 pub use file::FileSource;
-pub use report::Report;
+pub use report::{Report, ReportEntry};
 pub use requirement::Requirement;
 pub use source::{Fetched, Origin, SecretSource};
 pub use store::{RefreshSummary, SecretStore};
