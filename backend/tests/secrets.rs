@@ -150,6 +150,22 @@ fn dev_uses_the_development_default() {
         "{stdout}"
     );
     assert!(stdout.contains("then development defaults"), "{stdout}");
+
+    // Turned off: a dev service with no internal secret at all (what the contract test runs).
+    let output = backend(
+        &["check"],
+        &[
+            ("GARDIEN_ENVIRONMENT", "dev"),
+            ("SECRETS_DEV_DEFAULTS", "off"),
+        ],
+    );
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("secret GARDIEN_INTERNAL_SECRET: not set (optional"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("development default"), "{stdout}");
 }
 
 #[test]

@@ -85,7 +85,8 @@ impl Chain {
     }
 
     /// The documented chain: Secret Manager when a project is configured, files, the
-    /// environment (read through `vars`), and development defaults in `dev` only.
+    /// environment (read through `vars`), and development defaults in `dev` only (unless
+    /// turned off).
     pub fn from_config(config: &ChainConfig, vars: Arc<dyn Vars>) -> Result<Self, String> {
         let mut sources: Vec<Arc<dyn SecretSource>> = Vec::with_capacity(4);
         if let Some(sm) = &config.secret_manager {
@@ -93,7 +94,7 @@ impl Chain {
         }
         sources.push(Arc::new(FileSource::new(config.secrets_dir.clone())));
         sources.push(Arc::new(EnvSource::new(vars)));
-        if config.environment == Environment::Dev {
+        if config.dev_defaults {
             sources.push(Arc::new(DevDefaults));
         }
         Ok(Chain::new(sources, config.environment))

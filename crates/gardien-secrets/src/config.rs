@@ -46,6 +46,9 @@ pub struct ChainConfig {
     pub secrets_dir: PathBuf,
     /// `SECRETS_REFRESH_INTERVAL`, default 60s.
     pub refresh_interval: Duration,
+    /// Whether development defaults end the chain: in `dev` only, unless
+    /// `SECRETS_DEV_DEFAULTS=off` (to run a dev process with no secret at all).
+    pub dev_defaults: bool,
 }
 
 impl ChainConfig {
@@ -125,6 +128,20 @@ impl ChainConfig {
                 timeout,
             }
         });
+        let dev_defaults = match vars
+            .non_empty("SECRETS_DEV_DEFAULTS")
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("on" | "true" | "1") => true,
+            Some("off" | "false" | "0") => false,
+            Some(other) => {
+                problems.push(format!(
+                    "SECRETS_DEV_DEFAULTS: `{other}` is neither on nor off"
+                ));
+                true
+            }
+        } && environment == Environment::Dev;
         let secrets_dir = vars
             .non_empty("SECRETS_DIR")
             .map_or_else(|| PathBuf::from(DEFAULT_SECRETS_DIR), PathBuf::from);
@@ -134,6 +151,7 @@ impl ChainConfig {
                 secret_manager,
                 secrets_dir,
                 refresh_interval,
+                dev_defaults,
             })
         } else {
             Err(problems)
@@ -164,6 +182,27 @@ mod tests {
         assert_eq!(config.secret_manager, None);
         assert_eq!(config.secrets_dir, PathBuf::from("/run/secrets"));
         assert_eq!(config.refresh_interval, Duration::from_secs(60));
+        assert!(config.dev_defaults);
+    }
+
+    #[test]
+    fn development_defaults_only_in_dev_and_can_be_turned_off() {
+        let off: HashMap<&str, &str> = HashMap::from([("SECRETS_DEV_DEFAULTS", "off")]);
+        assert!(
+            !ChainConfig::from_vars(&off, Environment::Dev)
+                .expect("valid")
+                .dev_defaults
+        );
+        let none: HashMap<&str, &str> = HashMap::new();
+        for environment in [Environment::Staging, Environment::Production] {
+            assert!(
+                !ChainConfig::from_vars(&none, environment)
+                    .expect("valid")
+                    .dev_defaults
+            );
+        }
+        let bad: HashMap<&str, &str> = HashMap::from([("SECRETS_DEV_DEFAULTS", "maybe")]);
+        assert!(ChainConfig::from_vars(&bad, Environment::Dev).is_err());
     }
 
     #[test]
