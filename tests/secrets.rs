@@ -450,3 +450,40 @@ async fn sighup_looks_the_secrets_up_again_at_once() {
     }
     assert_no_value(&gateway.log(), &[HS_V1, HS_V2, INTERNAL_V1, TOKEN]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_value_the_policy_refuses_keeps_the_running_policy() {
+    let google = Google::start().await;
+    google.sm.add_version(PROJECT, "JWT_SECRET", HS_V1);
+    google
+        .sm
+        .add_version(PROJECT, "GARDIEN_INTERNAL_SECRET", INTERNAL_V1);
+    let api = RecordingUpstream::start().await;
+    let mut env = google.env();
+    env.push(("API_UPSTREAM_URL", api.url()));
+    env.push(("SECRETS_REFRESH_INTERVAL", "300ms".to_owned()));
+    let gateway = GatewayProcess::start(&policy("production"), &borrowed(&env)).await;
+    assert_eq!(status_with(&gateway, HS_V1).await, 200);
+
+    // Production refuses an HMAC key under 32 bytes: the new version cannot be applied.
+    google.sm.add_version(PROJECT, "JWT_SECRET", "too-short");
+    let refused = r#"gardien_policy_reloads_total{result="refused"}"#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gateway.metric(refused).await < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no refused reload:\n{}",
+            gateway.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status_with(&gateway, HS_V1).await,
+        200,
+        "the last good policy stays"
+    );
+    assert_eq!(status_with(&gateway, "too-short").await, 401);
+    let log = gateway.log();
+    assert!(log.contains("secret JWT_SECRET is 9 bytes"), "{log}");
+    assert_no_value(&log, &[HS_V1, "too-short", INTERNAL_V1, TOKEN]);
+}
