@@ -13,6 +13,7 @@ use gardien::edge::identity::IdentityPolicy;
 use gardien::edge::jwt::{AuthorizationHeader, JwtPolicy};
 use gardien::policy::schema::JwtSpec;
 use gardien::policy::{Diagnostics, Environment};
+use gardien::secrets::EnvSecrets;
 use http::HeaderValue;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -44,9 +45,15 @@ fn fixture(cache_size: usize) -> Fixture {
     let env: HashMap<String, String> =
         HashMap::from([("GARDIEN_INTERNAL_SECRET".into(), "x".repeat(48))]);
     let mut diag = Diagnostics::default();
-    let jwt = JwtPolicy::compile(&spec, Environment::Production, &env, &mut diag);
-    let identity =
-        IdentityPolicy::compile(None, None, None, Environment::Production, &env, &mut diag);
+    let jwt = JwtPolicy::compile(&spec, Environment::Production, &EnvSecrets(&env), &mut diag);
+    let identity = IdentityPolicy::compile(
+        None,
+        None,
+        None,
+        Environment::Production,
+        &EnvSecrets(&env),
+        &mut diag,
+    );
     assert!(!diag.has_errors(), "{:?}", diag.errors());
     let document = serde_json::to_vec(&json!({"keys": [rsa_jwk, ec_jwk]})).expect("jwks");
     jwt.issuers()[0]

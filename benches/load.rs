@@ -334,6 +334,8 @@ fn start_backend(database_url: &str) -> Backend {
     let child = Command::new(binary)
         .env("BACKEND_LISTEN", &addr)
         .env("DATABASE_URL", database_url)
+        // Production, given its one required secret (docs/SECRETS.md).
+        .env("GARDIEN_ENVIRONMENT", "production")
         .env("GARDIEN_INTERNAL_SECRET", INTERNAL_SECRET)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

@@ -5,8 +5,9 @@
 # Bounded: a fixed number of examples per operation and a time budget.
 #
 # schemathesis is installed from PyPI into target/tools/schemathesis (a virtualenv) when
-# missing. The backend runs on a fresh SQLite file without the internal secret, so the
-# identity headers are plain (what gardien would forward, unsigned).
+# missing. The backend runs as dev on a fresh SQLite file without the internal secret (no
+# secret from this machine, development defaults off), so the identity headers are plain
+# (what gardien would forward, unsigned).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +24,9 @@ backend=target/debug/gardien-backend
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 DATABASE_URL="sqlite://$work/contract.db?mode=rwc" BACKEND_LISTEN="127.0.0.1:$port" RUST_LOG=warn \
-  env -u GARDIEN_INTERNAL_SECRET "$backend" > "$work/backend.log" 2>&1 &
+  GARDIEN_ENVIRONMENT=dev SECRETS_DEV_DEFAULTS=off SECRETS_DIR="$work/secrets" \
+  env -u GARDIEN_INTERNAL_SECRET -u GOOGLE_CLOUD_PROJECT -u SECRET_MANAGER_PROJECT \
+  "$backend" > "$work/backend.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 

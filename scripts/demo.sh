@@ -33,7 +33,8 @@ pids+=($!)
 wait_for http://127.0.0.1:3000/api/health "the demo API" "${pids[-1]}"
 
 mkdir -p target/demo
-DATABASE_URL="${DATABASE_URL:-sqlite://target/demo/backend.db?mode=rwc}" "$bin/gardien-backend" &
+GARDIEN_ENVIRONMENT="${GARDIEN_ENVIRONMENT:-dev}" \
+  DATABASE_URL="${DATABASE_URL:-sqlite://target/demo/backend.db?mode=rwc}" "$bin/gardien-backend" &
 pids+=($!)
 wait_for http://127.0.0.1:8081/healthz "gardien-backend" "${pids[-1]}"
 

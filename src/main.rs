@@ -3,9 +3,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use gardien::policy::{self, PolicyError, Problem, ProcessEnv};
+use gardien::policy::{self, Environment, PolicyError, Problem, ProcessEnv};
+use gardien::secrets::{self, Report, SecretStore};
 
 const DEFAULT_POLICY: &str = "policies/dev.yaml";
 
@@ -45,12 +47,70 @@ fn main() -> ExitCode {
     }
 }
 
+/// The secrets a policy needs, looked up through the chain (docs/SECRETS.md).
+struct Resolved {
+    environment: Environment,
+    store: Arc<SecretStore>,
+    report: Report,
+}
+
+/// Resolves what the policy at `path` needs. `Ok(None)`: the file cannot be read as YAML
+/// (loading it says why); `Err`: the secrets configuration itself is wrong.
+fn resolve_secrets(path: &Path) -> Result<Option<Resolved>, Vec<String>> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    let Some((environment, requirements)) = secrets::policy_requirements(&text, &ProcessEnv) else {
+        return Ok(None);
+    };
+    let store = secrets::process_store(environment)?;
+    // A runtime of its own for the lookups: Pingora starts its runtimes later.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| vec![format!("cannot start the runtime for secret lookups: {e}")])?;
+    let report = runtime.block_on(store.require(requirements));
+    Ok(Some(Resolved {
+        environment,
+        store,
+        report,
+    }))
+}
+
 fn check(path: &Path) -> ExitCode {
-    match policy::load_file(path, &ProcessEnv) {
-        Ok(loaded) => {
+    let (resolved, configuration_ok) = match resolve_secrets(path) {
+        Ok(resolved) => (resolved, true),
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("error: {problem}");
+            }
+            (None, false)
+        }
+    };
+    let mut secrets_ok = configuration_ok;
+    if let Some(resolved) = &resolved {
+        for line in resolved.report.lines() {
+            println!("{line}");
+        }
+        for line in resolved.report.error_lines() {
+            eprintln!("{line}");
+        }
+        secrets_ok &= resolved.report.is_complete();
+    }
+    let loaded = match &resolved {
+        Some(resolved) => policy::load_file_with_secrets(path, &ProcessEnv, &*resolved.store),
+        None => policy::load_file(path, &ProcessEnv),
+    };
+    match loaded {
+        Ok(loaded) if secrets_ok => {
             print_warnings(&loaded.warnings);
             println!("ok: {}: {}", path.display(), loaded.policy.summary());
             ExitCode::SUCCESS
+        }
+        Ok(loaded) => {
+            print_warnings(&loaded.warnings);
+            eprintln!("{}: refused: see the secrets above", path.display());
+            ExitCode::FAILURE
         }
         Err(error) => {
             print_refusal(path, &error);
@@ -61,7 +121,49 @@ fn check(path: &Path) -> ExitCode {
 
 fn run(path: &Path) -> ExitCode {
     init_logging();
-    let loaded = match policy::load_file(path, &ProcessEnv) {
+    let resolved = match resolve_secrets(path) {
+        Ok(Some(resolved)) => resolved,
+        Ok(None) => {
+            // Not YAML, or not readable: loading says why.
+            if let Err(error) = policy::load_file(path, &ProcessEnv) {
+                print_refusal(path, &error);
+            } else {
+                eprintln!("error: {}: cannot be read", path.display());
+            }
+            return ExitCode::FAILURE;
+        }
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("error: {problem}");
+            }
+            eprintln!(
+                "{}: {} problem(s) in the secrets configuration; nothing was started",
+                path.display(),
+                problems.len()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    for line in resolved.report.lines() {
+        tracing::info!("{line}");
+    }
+    if !resolved.report.is_complete() {
+        if resolved.environment == Environment::Production {
+            for line in resolved.report.error_lines() {
+                eprintln!("{line}");
+            }
+            eprintln!(
+                "{}: {} required secret(s) missing in production; nothing was started",
+                path.display(),
+                resolved.report.missing().len()
+            );
+            return ExitCode::FAILURE;
+        }
+        for line in resolved.report.error_lines() {
+            tracing::warn!("{line}");
+        }
+    }
+    let loaded = match policy::load_file_with_secrets(path, &ProcessEnv, &*resolved.store) {
         Ok(loaded) => loaded,
         Err(error) => {
             print_refusal(path, &error);
@@ -72,7 +174,7 @@ fn run(path: &Path) -> ExitCode {
         tracing::warn!(field = warning.path.as_str(), "{}", warning.message);
     }
     tracing::info!(policy = %path.display(), "{}", loaded.policy.summary());
-    match gardien::server::run(loaded.policy, path.to_path_buf()) {
+    match gardien::server::run(loaded.policy, path.to_path_buf(), resolved.store) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,4 +1,6 @@
-//! Hot reload of the policy, on `SIGHUP` and when the policy file changes.
+//! Hot reload of the policy, on `SIGHUP` (which also looks the secrets up again), when the
+//! policy file changes, and when a secret it compiles with rotates (the secret store
+//! publishes each change).
 //!
 //! A new policy is loaded and validated in full before it replaces the running one (one
 //! atomic swap; requests in flight finish on the policy they started with). An invalid file
@@ -20,6 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::admin::metrics::Metrics;
 use crate::policy::{self, Policy, ProcessEnv};
+use crate::secrets::{self, SecretStore};
 use crate::warm_up::warm_up;
 
 /// Editors and Kubernetes write a file in several steps; wait this long for quiet.
@@ -30,6 +33,7 @@ const DEBOUNCE: Duration = Duration::from_millis(250);
 enum Trigger {
     Signal,
     FileChanged,
+    SecretRotated,
 }
 
 /// The background task that reloads the policy.
@@ -39,6 +43,7 @@ pub struct PolicyReloader {
     policy: Arc<ArcSwap<Policy>>,
     metrics: Arc<Metrics>,
     watch_file: bool,
+    secrets: Arc<SecretStore>,
 }
 
 impl PolicyReloader {
@@ -47,31 +52,57 @@ impl PolicyReloader {
         policy: Arc<ArcSwap<Policy>>,
         metrics: Arc<Metrics>,
         watch_file: bool,
+        secrets: Arc<SecretStore>,
     ) -> Self {
         PolicyReloader {
             path,
             policy,
             metrics,
             watch_file,
+            secrets,
         }
     }
 
-    /// Loads the file again and swaps it in when valid. Returns whether it was applied.
+    /// Refuses the reload: logs why and counts it; the running policy stays.
+    fn refuse(&self, problems: &[policy::Problem]) -> bool {
+        for problem in problems {
+            tracing::error!(field = problem.path.as_str(), "{}", problem.message);
+        }
+        tracing::error!(
+            policy = %self.path.display(),
+            problems = problems.len(),
+            "policy reload refused; the running policy stays"
+        );
+        self.metrics.policy_reload("refused");
+        false
+    }
+
+    /// Loads the file again — the secrets it names resolved through the store first — and
+    /// swaps it in when valid. Returns whether it was applied.
     pub async fn reload(&self) -> bool {
-        let loaded = match policy::load_file(&self.path, &ProcessEnv) {
-            Ok(loaded) => loaded,
-            Err(error) => {
-                for problem in &error.problems {
-                    tracing::error!(field = problem.path.as_str(), "{}", problem.message);
-                }
-                tracing::error!(
-                    policy = %self.path.display(),
-                    problems = error.problems.len(),
-                    "policy reload refused; the running policy stays"
-                );
-                self.metrics.policy_reload("refused");
-                return false;
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        if let Some((environment, requirements)) = secrets::policy_requirements(&text, &ProcessEnv)
+        {
+            // The chain (development defaults or not) was built for the environment the
+            // gateway started with.
+            let running = self.secrets.chain().environment();
+            if gardien_secrets::Environment::from(environment) != running {
+                return self.refuse(&[policy::Problem {
+                    path: "environment".into(),
+                    message: format!(
+                        "changes from {running} to {} only on restart",
+                        gardien_secrets::Environment::from(environment)
+                    ),
+                }]);
             }
+            let report = self.secrets.require(requirements).await;
+            for line in report.error_lines() {
+                tracing::warn!("{line}");
+            }
+        }
+        let loaded = match policy::load_file_with_secrets(&self.path, &ProcessEnv, &*self.secrets) {
+            Ok(loaded) => loaded,
+            Err(error) => return self.refuse(&error.problems),
         };
         for warning in &loaded.warnings {
             tracing::warn!(field = warning.path.as_str(), "{}", warning.message);
@@ -158,15 +189,23 @@ impl BackgroundService for PolicyReloader {
                 None
             }
         };
+        let mut rotated = self.secrets.subscribe();
+        rotated.borrow_and_update();
         loop {
             let trigger = tokio::select! {
                 _ = shutdown.changed() => return,
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => Trigger::Signal,
                 Some(trigger) = rx.recv() => trigger,
+                Ok(()) = rotated.changed() => Trigger::SecretRotated,
             };
             // Let a burst of file events settle, then reload once.
             tokio::time::sleep(DEBOUNCE).await;
             while rx.try_recv().is_ok() {}
+            if matches!(trigger, Trigger::Signal) {
+                // SIGHUP also looks every secret up again, without waiting for the interval.
+                self.secrets.refresh().await;
+            }
+            rotated.borrow_and_update();
             tracing::info!(trigger = ?trigger, "reloading the policy");
             self.reload().await;
         }

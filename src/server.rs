@@ -1,5 +1,6 @@
 //! Assembles the Pingora server: the proxy on `listen`, the admin app on `admin_listen`, and
-//! the background tasks that keep upstream addresses resolved and reload the policy.
+//! the background tasks that keep upstream addresses resolved, keep secrets fresh and
+//! reload the policy.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use crate::admin::AdminApp;
 use crate::policy::Policy;
 use crate::proxy::Gateway;
 use crate::reload::PolicyReloader;
+use crate::secrets::SecretStore;
 use crate::warm_up::warm_up;
 
 /// Why the gateway could not start.
@@ -38,8 +40,13 @@ pub enum StartError {
 
 /// Starts the gateway and serves until SIGTERM (graceful) or SIGINT (fast). Returns only
 /// when the server stops, or with an error before it starts. `policy_path` is read again
-/// on SIGHUP and when it changes.
-pub fn run(policy: Policy, policy_path: PathBuf) -> Result<(), StartError> {
+/// on SIGHUP, when it changes, and when a secret in `secrets` (already resolved for
+/// `policy`) rotates.
+pub fn run(
+    policy: Policy,
+    policy_path: PathBuf,
+    secrets: Arc<SecretStore>,
+) -> Result<(), StartError> {
     // Pingora reports a busy port by panicking deep inside a service; try both addresses
     // first so the operator gets one clear line instead.
     for (address, what) in [
@@ -88,7 +95,15 @@ pub fn run(policy: Policy, policy_path: PathBuf) -> Result<(), StartError> {
             Arc::clone(&shared),
             Arc::clone(&metrics),
             watch_policy,
+            Arc::clone(&secrets),
         ),
+    );
+    let secret_refresh = background_service(
+        "secret refresh",
+        SecretRefresher {
+            secrets,
+            metrics: Arc::clone(&metrics),
+        },
     );
     let keys = background_service(
         "jwks refresh",
@@ -116,9 +131,39 @@ pub fn run(policy: Policy, policy_path: PathBuf) -> Result<(), StartError> {
     server.add_service(dns);
     server.add_service(reloader);
     server.add_service(keys);
+    server.add_service(secret_refresh);
     tracing::info!(%listen, %admin_listen, "gardien started");
     server.run(pingora::server::RunArgs::default());
     Ok(())
+}
+
+/// Looks the secrets up again every `SECRETS_REFRESH_INTERVAL`; a changed value makes the
+/// reloader recompile the policy with it. A failed lookup keeps the last good value.
+struct SecretRefresher {
+    secrets: Arc<SecretStore>,
+    metrics: Arc<Metrics>,
+}
+
+#[async_trait]
+impl BackgroundService for SecretRefresher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let interval = self.secrets.refresh_interval();
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            let looked_up = self.secrets.report().entries.len();
+            let summary = tokio::select! {
+                _ = shutdown.changed() => return,
+                summary = self.secrets.refresh() => summary,
+            };
+            self.metrics.secret_refresh(
+                looked_up.saturating_sub(summary.failed.len()),
+                summary.failed.len(),
+            );
+        }
+    }
 }
 
 /// Re-resolves upstream host names on each upstream's `dns_refresh` interval.

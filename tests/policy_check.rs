@@ -23,9 +23,14 @@ fn gardien(args: &[&str], env: &[(&str, &str)]) -> Output {
         "GARDIEN_INTERNAL_SECRET",
         "GARDIEN_LISTEN",
         "GARDIEN_ADMIN_LISTEN",
+        "GOOGLE_CLOUD_PROJECT",
+        "SECRET_MANAGER_PROJECT",
+        "GOOGLE_APPLICATION_CREDENTIALS",
     ] {
         command.env_remove(name);
     }
+    // Never this machine's mounted secrets.
+    command.env("SECRETS_DIR", "/nonexistent/gardien-test-secrets");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -69,8 +74,25 @@ fn shipped_policies_pass_check() {
         );
         assert!(output.status.success(), "{name}: {}", stderr(&output));
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(stdout.starts_with("ok: "), "{stdout}");
-        assert_eq!(stdout.lines().count(), 1, "one-line summary: {stdout}");
+        // The secrets report, then a one-line summary.
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert!(lines[0].starts_with("secrets: looked up in "), "{stdout}");
+        assert!(
+            lines[1..lines.len() - 1]
+                .iter()
+                .all(|l| l.starts_with("secret ")),
+            "{stdout}"
+        );
+        assert!(
+            lines[lines.len() - 1].starts_with("ok: "),
+            "one-line summary last: {stdout}"
+        );
+        assert!(
+            stdout.contains(
+                "secret GARDIEN_INTERNAL_SECRET: environment variable GARDIEN_INTERNAL_SECRET"
+            ),
+            "{stdout}"
+        );
     }
     // dev needs no variable at all.
     let output = gardien(&["check"], &[]);
@@ -138,7 +160,9 @@ fn check_lists_every_problem_with_its_path() {
         !err.contains("cors.origins[3]"),
         "the valid pattern is not an error:\n{err}"
     );
-    assert!(output.stdout.is_empty());
+    // Standard output has the secrets report only: nothing is declared ok.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.lines().all(|l| l.starts_with("secret")), "{stdout}");
 }
 
 #[test]

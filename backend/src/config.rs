@@ -1,11 +1,16 @@
 //! The backend's configuration: command line and environment, validated once at start.
-//! A production start with a bad configuration refuses, listing every problem.
+//! A production start with a bad configuration refuses, listing every problem. Secrets
+//! (`GARDIEN_INTERNAL_SECRET`, `DATABASE_URL`, …) are not options: they come from the
+//! secrets chain (see `secrets.rs`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use gardien_secrets::Secret;
+pub use gardien_secrets::Environment;
+
+/// The database when neither `--database-url` nor the `DATABASE_URL` secret says otherwise.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://gardien.db?mode=rwc";
 
 /// `gardien-backend [serve|migrate] [options]`; every option also reads an environment
 /// variable.
@@ -28,22 +33,26 @@ pub enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Resolve every secret and validate the configuration; say where each secret came
+    /// from (never its value) and exit non-zero listing every missing one.
+    Check,
 }
 
 /// Everything the service reads.
 #[derive(Clone, Parser)]
 pub struct Options {
+    /// `dev`, `staging` or `production`: outside `dev`, `GARDIEN_INTERNAL_SECRET` is
+    /// required and a missing required secret refuses the start; development defaults
+    /// fill missing secrets only in `dev`.
+    #[arg(long, env = "GARDIEN_ENVIRONMENT", default_value = "production")]
+    pub environment: Environment,
     /// Address to listen on.
     #[arg(long, env = "BACKEND_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
-    /// `sqlite://gardien.db?mode=rwc` (embedded, the default) or `postgres://…`.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite://gardien.db?mode=rwc",
-        hide_env_values = true
-    )]
-    pub database_url: String,
+    /// `sqlite://…` or `postgres://…`; overrides the `DATABASE_URL` secret (Secret Manager,
+    /// `/run/secrets/DATABASE_URL` or the variable). Default `sqlite://gardien.db?mode=rwc`.
+    #[arg(long)]
+    pub database_url: Option<String>,
     /// Most connections in the pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub max_connections: u32,
@@ -56,10 +65,6 @@ pub struct Options {
     /// How long an idle connection stays open, e.g. `10m`.
     #[arg(long, env = "DATABASE_IDLE_TIMEOUT", default_value = "10m", value_parser = humantime_duration)]
     pub idle_timeout: Duration,
-    /// Verifies `X-Gardien-Identity` when set: requests that did not come through gardien are
-    /// refused. Required outside development.
-    #[arg(long, env = "GARDIEN_INTERNAL_SECRET", hide_env_values = true, value_parser = secret)]
-    pub internal_secret: Option<Secret>,
     /// How far from now a signature's timestamp may be.
     #[arg(long, env = "IDENTITY_WINDOW", default_value = "30s", value_parser = humantime_duration)]
     pub identity_window: Duration,
@@ -71,10 +76,10 @@ pub struct Options {
 impl std::fmt::Debug for Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Options")
+            .field("environment", &self.environment)
             .field("listen", &self.listen)
-            .field("database", &redact_url(&self.database_url))
+            .field("database", &redact_url(self.database_url()))
             .field("max_connections", &self.max_connections)
-            .field("internal_secret", &self.internal_secret)
             .finish_non_exhaustive()
     }
 }
@@ -102,14 +107,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     })
 }
 
-fn secret(text: &str) -> Result<Secret, String> {
-    if text.is_empty() {
-        Err("empty".into())
-    } else {
-        Ok(Secret::new(text))
-    }
-}
-
 /// The database URL without its password, for logs.
 pub fn redact_url(url: &str) -> String {
     match url.split_once("://") {
@@ -131,16 +128,23 @@ impl Options {
         Options::try_parse_from(args).unwrap_or_else(|e| panic!("invalid options: {e}"))
     }
 
+    /// The database URL in use: `--database-url`, else the `DATABASE_URL` secret once
+    /// resolved into `database_url`, else the SQLite default.
+    pub fn database_url(&self) -> &str {
+        self.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL)
+    }
+
     /// Every problem of the configuration, for a start that refuses with the full list.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if !(self.database_url.starts_with("sqlite:")
-            || self.database_url.starts_with("postgres:")
-            || self.database_url.starts_with("postgresql:"))
+        let url = self.database_url();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:"))
         {
             problems.push(format!(
                 "DATABASE_URL: `{}` is neither sqlite:// nor postgres://",
-                redact_url(&self.database_url)
+                redact_url(url)
             ));
         }
         if self.max_connections == 0 {
@@ -154,7 +158,7 @@ impl Options {
         }
         problems.extend(
             self.delivery
-                .problems(self.database_url.starts_with("sqlite:")),
+                .problems(self.database_url().starts_with("sqlite:")),
         );
         problems
     }
@@ -190,13 +194,19 @@ mod tests {
             "gardien-backend",
             "--database-url",
             "postgres://app:s3cret@db/x",
-            "--internal-secret",
-            "very-secret-value",
         ]);
         let text = format!("{options:?}");
-        assert!(
-            !text.contains("s3cret") && !text.contains("very-secret-value"),
-            "{text}"
-        );
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("postgres://[credentials]@db/x"), "{text}");
+    }
+
+    #[test]
+    fn the_environment_defaults_to_production() {
+        let options = Options::parse_from(["gardien-backend"]);
+        assert_eq!(options.environment, Environment::Production);
+        assert_eq!(options.database_url(), DEFAULT_DATABASE_URL);
+        let options = Options::parse_from(["gardien-backend", "--environment", "dev"]);
+        assert_eq!(options.environment, Environment::Dev);
+        assert!(Options::try_parse_from(["gardien-backend", "--environment", "qa"]).is_err());
     }
 }

@@ -2,13 +2,17 @@
 //! `X-User-Email`, `X-User-Roles`). With `GARDIEN_INTERNAL_SECRET` set, a request must also
 //! carry gardien's `X-Gardien-Identity` signature over exactly those headers, within the
 //! identity window — so nothing that reaches the backend without going through gardien is
-//! trusted. See docs/IDENTITY.md.
+//! trusted. The secret is read from the secret store at each request, so a rotation is
+//! picked up without a restart. Without it, identity headers are trusted in `dev` only;
+//! elsewhere every request is refused. See docs/IDENTITY.md.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 
+use crate::config::Environment;
 use crate::error::ApiError;
+use crate::secrets::INTERNAL_SECRET;
 use crate::AppState;
 
 /// The identity headers gardien signs, by name.
@@ -48,8 +52,14 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Checks gardien's signature when the service has the internal secret.
 pub fn verify_signature(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
-    let Some(secret) = &state.options.internal_secret else {
-        return Ok(());
+    let Some(secret) = state.secrets.get(INTERNAL_SECRET).filter(|s| !s.is_empty()) else {
+        if state.options.environment == Environment::Dev {
+            return Ok(());
+        }
+        // Outside dev a start without the secret is refused; fail closed all the same.
+        return Err(ApiError::unauthenticated(
+            "identity cannot be verified: the service has no internal secret",
+        ));
     };
     let Some(signature) = header(&parts.headers, gardien_identity::HEADER) else {
         return Err(ApiError::unauthenticated(

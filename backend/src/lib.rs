@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod preferences;
 pub mod reports;
 pub mod request_id;
+pub mod secrets;
 pub mod templates;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
+use gardien_secrets::SecretLookup;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Options;
@@ -34,7 +36,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 
 /// What every handler can reach.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppState {
     pub db: Db,
     pub options: Arc<Options>,
@@ -43,6 +45,19 @@ pub struct AppState {
     pub outbox: Arc<tokio::sync::Notify>,
     /// The providers' circuits, shown on `/readyz`.
     pub circuits: Arc<delivery::circuit::Circuits>,
+    /// Current secret values (the refreshed store; a map in tests), read at each use so a
+    /// rotated value is picked up without a restart.
+    pub secrets: Arc<dyn SecretLookup>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("db", &self.db)
+            .field("options", &self.options)
+            .field("metrics", &self.metrics)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The whole service: the API (documented in `/openapi.json`), health, metrics.

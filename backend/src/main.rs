@@ -1,27 +1,116 @@
-//! The `gardien-backend` command: `serve` (the default) or `migrate`. Thin: everything else
-//! lives in the library.
+//! The `gardien-backend` command: `serve` (the default), `migrate` or `check`. Thin:
+//! everything else lives in the library.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use gardien_backend::config::{redact_url, Cli, Command};
+use gardien_backend::config::{redact_url, Cli, Command, Environment};
 use gardien_backend::db::{Db, PoolSettings};
 use gardien_backend::delivery::circuit::Circuits;
 use gardien_backend::delivery::provider::Channel;
 use gardien_backend::delivery::providers::{ProcessEnv, ProvidersConfig};
 use gardien_backend::delivery::registry::Providers;
-use gardien_backend::delivery::start_workers;
+use gardien_backend::delivery::{secret_requirements, start_workers};
 use gardien_backend::metrics::Metrics;
+use gardien_backend::secrets;
 use gardien_backend::{app, AppState};
-use gardien_secrets::{Secret, SecretLookup};
+use gardien_secrets::SecretLookup;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
-    let options = cli.options;
-    let problems = options.problems();
+    let mut options = cli.options;
+    let environment = options.environment;
+
+    let store = match secrets::process_store(environment) {
+        Ok(store) => store,
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("error: {problem}");
+            }
+            eprintln!(
+                "{} problem(s) in the secrets configuration; nothing was started",
+                problems.len()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    // Delivery: the mode, then the providers it sends through; their credentials are
+    // resolved, reported and refreshed with the other secrets.
+    let mut problems = Vec::new();
+    let mode = options.delivery.mode_for(environment);
+    let lookup: Arc<dyn SecretLookup> = store.clone();
+    let providers = match ProvidersConfig::from_env(&ProcessEnv) {
+        Ok(settings) => match Providers::build(&options.delivery, mode, &settings, &lookup) {
+            Ok(providers) => providers,
+            Err(found) => {
+                problems.extend(found);
+                Providers::default()
+            }
+        },
+        Err(found) => {
+            problems.extend(found.0);
+            Providers::default()
+        }
+    };
+    let delivery_secrets = secret_requirements(&providers, mode, environment);
+    let report = store
+        .require(secrets::requirements(environment, delivery_secrets))
+        .await;
+    if options.database_url.is_none() {
+        if let Some(url) = store.get(secrets::DATABASE_URL) {
+            match String::from_utf8(url.expose().to_vec()) {
+                Ok(url) => options.database_url = Some(url.trim().to_owned()),
+                Err(_) => problems.push("DATABASE_URL: the secret is not UTF-8 text".to_owned()),
+            }
+        }
+    }
+    problems.extend(options.problems());
+
+    if matches!(cli.command, Some(Command::Check)) {
+        for line in report.lines() {
+            println!("{line}");
+        }
+        for line in report.error_lines() {
+            eprintln!("{line}");
+        }
+        for problem in &problems {
+            eprintln!("error: {problem}");
+        }
+        if report.is_complete() && problems.is_empty() {
+            println!(
+                "ok: gardien-backend ({environment}): database {}; notifications: {} mode, email via {}, sms via {}",
+                redact_url(options.database_url()),
+                mode.name(),
+                names(&providers, Channel::Email),
+                names(&providers, Channel::Sms),
+            );
+            return ExitCode::SUCCESS;
+        }
+        return ExitCode::FAILURE;
+    }
+
+    for line in report.lines() {
+        tracing::info!("{line}");
+    }
+    let serving = !matches!(cli.command, Some(Command::Migrate));
+    if serving && !report.is_complete() {
+        if environment != Environment::Dev {
+            for line in report.error_lines() {
+                eprintln!("{line}");
+            }
+            eprintln!(
+                "{} required secret(s) missing in {environment}; nothing was started",
+                report.missing().len()
+            );
+            return ExitCode::FAILURE;
+        }
+        for line in report.error_lines() {
+            tracing::warn!("{line}");
+        }
+    }
     if !problems.is_empty() {
         for problem in &problems {
             eprintln!("error: {problem}");
@@ -35,8 +124,8 @@ async fn main() -> ExitCode {
         acquire_timeout: options.acquire_timeout,
         idle_timeout: options.idle_timeout,
     };
-    let database = redact_url(&options.database_url);
-    let db = match Db::connect(&options.database_url, settings).await {
+    let database = redact_url(options.database_url());
+    let db = match Db::connect(options.database_url(), settings).await {
         Ok(db) => db,
         Err(e) => {
             eprintln!("error: cannot connect to {database}: {e}");
@@ -47,11 +136,11 @@ async fn main() -> ExitCode {
         eprintln!("error: migrations failed on {database}: {e}");
         return ExitCode::FAILURE;
     }
-    if matches!(cli.command, Some(Command::Migrate)) {
+    if !serving {
         println!("migrations applied to {database}");
         return ExitCode::SUCCESS;
     }
-    if options.internal_secret.is_none() {
+    if store.get(secrets::INTERNAL_SECRET).is_none() {
         tracing::warn!("GARDIEN_INTERNAL_SECRET is not set: identity headers are trusted without gardien's signature (development only)");
     }
     let metrics = match Metrics::new() {
@@ -61,48 +150,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Secrets are looked up again every SECRETS_REFRESH_INTERVAL; handlers read the store
+    // at each use.
+    let refresh = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.keep_fresh().await })
+    };
     let listen = options.listen;
-    let environment = std::env::var("GARDIEN_ENVIRONMENT").unwrap_or_else(|_| "production".into());
-    let mode = options.delivery.mode_for(|e| e == environment);
-    let provider_settings = match ProvidersConfig::from_env(&ProcessEnv) {
-        Ok(settings) => settings,
-        Err(problems) => {
-            for problem in &problems.0 {
-                eprintln!("error: {problem}");
-            }
-            eprintln!("{} problem(s); nothing was started", problems.0.len());
-            return ExitCode::FAILURE;
-        }
-    };
-    // TODO(secrets): read through the secret chain once it lands.
-    let secrets: Arc<dyn SecretLookup> = Arc::new(
-        [
-            "SENDGRID_API_KEY",
-            "TWILIO_ACCOUNT_SID",
-            "TWILIO_AUTH_TOKEN",
-            "TWILIO_SECONDARY_ACCOUNT_SID",
-            "TWILIO_SECONDARY_AUTH_TOKEN",
-            "SMTP_USERNAME",
-            "SMTP_PASSWORD",
-        ]
-        .into_iter()
-        .filter_map(|name| {
-            std::env::var(name)
-                .ok()
-                .map(|v| (name.to_owned(), Secret::new(v)))
-        })
-        .collect::<std::collections::HashMap<_, _>>(),
-    );
-    let providers = match Providers::build(&options.delivery, mode, &provider_settings, &secrets) {
-        Ok(providers) => Arc::new(providers),
-        Err(problems) => {
-            for problem in &problems {
-                eprintln!("error: {problem}");
-            }
-            eprintln!("{} problem(s); nothing was started", problems.len());
-            return ExitCode::FAILURE;
-        }
-    };
     for channel in Channel::ALL {
         if providers.for_channel(channel).is_empty() {
             tracing::warn!(
@@ -112,6 +166,7 @@ async fn main() -> ExitCode {
         }
     }
     tracing::info!(mode = mode.name(), providers = ?providers.names(), "delivery");
+    let providers = Arc::new(providers);
     let circuits = Arc::new(Circuits::new(
         providers.names(),
         options.delivery.circuit_cooldown,
@@ -135,6 +190,7 @@ async fn main() -> ExitCode {
         metrics,
         outbox,
         circuits,
+        secrets: store,
     };
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
@@ -145,18 +201,33 @@ async fn main() -> ExitCode {
     };
     let address = listener.local_addr().map_or(listen, |a| a);
     println!("gardien-backend listening on http://{address}");
-    tracing::info!(%address, %database, "gardien-backend started");
+    tracing::info!(%address, %database, %environment, "gardien-backend started");
     let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown())
         .await;
     // Attempts in flight finish and are recorded; claimed rows not started go back.
     workers.stop().await;
+    refresh.abort();
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A channel's providers, for the `check` line.
+fn names(providers: &Providers, channel: Channel) -> String {
+    let names: Vec<&str> = providers
+        .for_channel(channel)
+        .iter()
+        .map(|p| p.name())
+        .collect();
+    if names.is_empty() {
+        "nothing (not configured)".to_owned()
+    } else {
+        names.join(", ")
     }
 }
 

@@ -26,6 +26,7 @@ pub struct Metrics {
     cors_rejections: IntCounterVec,
     upstream_up: IntGaugeVec,
     policy_reloads: IntCounterVec,
+    secret_refreshes: IntCounterVec,
     jwt_validations: IntCounterVec,
     jwt_cache_hit: prometheus::IntCounter,
     jwt_cache_miss: prometheus::IntCounter,
@@ -80,6 +81,13 @@ impl Metrics {
         )?;
         let policy_reloads = IntCounterVec::new(
             Opts::new("gardien_policy_reloads_total", "Policy reloads, by result"),
+            &["result"],
+        )?;
+        let secret_refreshes = IntCounterVec::new(
+            Opts::new(
+                "gardien_secret_refreshes_total",
+                "Secret lookups on refresh, by result (failed: the last good value was kept)",
+            ),
             &["result"],
         )?;
         let jwt_validations = IntCounterVec::new(
@@ -165,6 +173,10 @@ impl Metrics {
         registry.register(Box::new(cors_rejections.clone()))?;
         registry.register(Box::new(upstream_up.clone()))?;
         registry.register(Box::new(policy_reloads.clone()))?;
+        registry.register(Box::new(secret_refreshes.clone()))?;
+        for result in ["ok", "failed"] {
+            secret_refreshes.with_label_values(&[result]);
+        }
         // Publish the zero of every reason so dashboards and alerts see the series at once.
         for reason in CorsRefusal::ALL {
             cors_rejections.with_label_values(&[reason.as_str()]);
@@ -177,6 +189,7 @@ impl Metrics {
             cors_rejections,
             upstream_up,
             policy_reloads,
+            secret_refreshes,
             jwt_validations,
             jwt_cache_hit: jwt_cache.with_label_values(&["hit"]),
             jwt_cache_miss: jwt_cache.with_label_values(&["miss"]),
@@ -219,6 +232,17 @@ impl Metrics {
 
     pub fn policy_reload(&self, result: &str) {
         self.policy_reloads.with_label_values(&[result]).inc();
+    }
+
+    /// One refresh of the secrets: `ok` lookups, and `failed` ones that kept a last good
+    /// value.
+    pub fn secret_refresh(&self, ok: usize, failed: usize) {
+        self.secret_refreshes
+            .with_label_values(&["ok"])
+            .inc_by(ok as u64);
+        self.secret_refreshes
+            .with_label_values(&["failed"])
+            .inc_by(failed as u64);
     }
 
     /// One JWT validation; `rejection` is the code of the refusal, `None` when valid.

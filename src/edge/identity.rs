@@ -13,8 +13,8 @@ use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use serde_json::{Map, Value};
 
-use crate::policy::{Diagnostics, Env, Environment};
-use crate::secrets;
+use crate::policy::{Diagnostics, Environment};
+use crate::secrets::SecretLookup;
 
 /// The header carrying gardien's signature.
 pub const SIGNATURE_HEADER: &str = gardien_identity::HEADER;
@@ -48,7 +48,7 @@ impl IdentityPolicy {
         roles_claim: Option<&str>,
         secret_name: Option<&str>,
         environment: Environment,
-        env: &dyn Env,
+        secrets: &dyn SecretLookup,
         diag: &mut Diagnostics,
     ) -> IdentityPolicy {
         let pairs: Vec<(String, String)> = match forward_claims {
@@ -81,7 +81,7 @@ impl IdentityPolicy {
         strip.push(HeaderName::from_static(SIGNATURE_HEADER));
 
         let name = secret_name.unwrap_or(DEFAULT_SECRET_NAME);
-        let signer = secrets::read(name, env);
+        let signer = secrets.get(name).filter(|s| !s.is_empty());
         match (&signer, environment) {
             (None, Environment::Dev) => diag.warn(
                 "jwt.identity_secret",
@@ -225,7 +225,14 @@ mod tests {
             .collect();
         let mut diag = Diagnostics::default();
         (
-            IdentityPolicy::compile(None, None, None, environment, &env, &mut diag),
+            IdentityPolicy::compile(
+                None,
+                None,
+                None,
+                environment,
+                &crate::secrets::EnvSecrets(&env),
+                &mut diag,
+            ),
             diag,
         )
     }

@@ -27,8 +27,8 @@ use super::jwks::{Jwks, Lookup};
 use super::token_cache::{TokenCache, VerifiedToken};
 use crate::admin::metrics::Metrics;
 use crate::policy::schema::{Environment, IssuerSpec, JwtSpec};
-use crate::policy::{Diagnostics, Env};
-use crate::secrets;
+use crate::policy::Diagnostics;
+use crate::secrets::SecretLookup;
 
 /// Largest `Authorization` header value considered.
 pub const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
@@ -165,13 +165,13 @@ impl JwtPolicy {
     pub fn compile(
         spec: &JwtSpec,
         environment: Environment,
-        env: &dyn Env,
+        secrets: &dyn SecretLookup,
         diag: &mut Diagnostics,
     ) -> JwtPolicy {
         let mut issuers = Vec::with_capacity(spec.issuers.len());
         let mut by_name = HashMap::new();
         for (i, issuer) in spec.issuers.iter().enumerate() {
-            if let Some(compiled) = compile_issuer(i, issuer, environment, env, diag) {
+            if let Some(compiled) = compile_issuer(i, issuer, environment, secrets, diag) {
                 if by_name
                     .insert(compiled.name.clone(), issuers.len())
                     .is_some()
@@ -488,7 +488,7 @@ fn compile_issuer(
     i: usize,
     spec: &IssuerSpec,
     environment: Environment,
-    env: &dyn Env,
+    secrets: &dyn SecretLookup,
     diag: &mut Diagnostics,
 ) -> Option<Issuer> {
     let path = |field: &str| format!("jwt.issuers[{i}].{field}");
@@ -573,7 +573,7 @@ fn compile_issuer(
                     );
                 }
             }
-            match secrets::read(secret_name, env) {
+            match secrets.get(secret_name).filter(|s| !s.is_empty()) {
                 None => {
                     diag.error(path("secret"), format!("secret {secret_name} is not set"));
                     None
@@ -663,6 +663,7 @@ fn compile_issuer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::EnvSecrets;
 
     fn hv(s: &str) -> HeaderValue {
         HeaderValue::from_str(s).expect("header")
@@ -733,7 +734,14 @@ mod tests {
         );
         let env: HashMap<String, String> = HashMap::new();
         let mut diag = Diagnostics::default();
-        assert!(compile_issuer(0, &spec, Environment::Production, &env, &mut diag).is_none());
+        assert!(compile_issuer(
+            0,
+            &spec,
+            Environment::Production,
+            &EnvSecrets(&env),
+            &mut diag
+        )
+        .is_none());
         let messages: Vec<_> = diag
             .errors()
             .iter()
@@ -756,7 +764,7 @@ mod tests {
             "{issuer: 'http://id', jwks_url: 'http://id/jwks', algorithms: [RS256], leeway: 120s}",
         );
         let mut diag = Diagnostics::default();
-        assert!(compile_issuer(0, &spec, Environment::Dev, &env, &mut diag).is_some());
+        assert!(compile_issuer(0, &spec, Environment::Dev, &EnvSecrets(&env), &mut diag).is_some());
         assert!(!diag.has_errors());
         assert_eq!(diag.warnings().len(), 3, "{:?}", diag.warnings());
     }
@@ -768,7 +776,14 @@ mod tests {
         let short: HashMap<String, String> =
             HashMap::from([("JWT_SECRET".into(), "short-secret".into())]);
         let mut diag = Diagnostics::default();
-        assert!(compile_issuer(0, &spec, Environment::Production, &short, &mut diag).is_none());
+        assert!(compile_issuer(
+            0,
+            &spec,
+            Environment::Production,
+            &EnvSecrets(&short),
+            &mut diag
+        )
+        .is_none());
         assert!(diag.errors()[0].message.contains("at least 32"));
         assert!(
             !diag.errors()[0].message.contains("short-secret"),
@@ -776,12 +791,14 @@ mod tests {
         );
         let missing: HashMap<String, String> = HashMap::new();
         let mut diag = Diagnostics::default();
-        assert!(compile_issuer(0, &spec, Environment::Dev, &missing, &mut diag).is_none());
+        assert!(
+            compile_issuer(0, &spec, Environment::Dev, &EnvSecrets(&missing), &mut diag).is_none()
+        );
         assert_eq!(diag.errors()[0].path, "jwt.issuers[0].secret");
         let spec =
             issuer_spec("{issuer: 'svc', audiences: [a], secret: JWT_SECRET, algorithms: [RS256]}");
         let mut diag = Diagnostics::default();
-        compile_issuer(0, &spec, Environment::Dev, &short, &mut diag);
+        compile_issuer(0, &spec, Environment::Dev, &EnvSecrets(&short), &mut diag);
         assert_eq!(diag.errors()[0].path, "jwt.issuers[0].algorithms[0]");
     }
 }

@@ -22,6 +22,7 @@ use crate::edge::jwt::JwtPolicy;
 use crate::edge::rate_limit::RateLimits;
 use crate::edge::security_headers::SecurityHeaders;
 use crate::routing::Router;
+use crate::secrets::{EnvSecrets, SecretLookup};
 use crate::upstream::Upstream;
 
 /// The top-level keys a policy may have.
@@ -49,10 +50,19 @@ pub struct Loaded {
     pub warnings: Vec<Problem>,
 }
 
-/// Reads and validates the policy at `path`.
+/// Reads and validates the policy at `path`, secrets read from `env` too.
 pub fn load_file(path: &Path, env: &dyn Env) -> Result<Loaded, PolicyError> {
+    load_file_with_secrets(path, env, &EnvSecrets(env))
+}
+
+/// Reads and validates the policy at `path`, secrets read from `secrets` (the store).
+pub fn load_file_with_secrets(
+    path: &Path,
+    env: &dyn Env,
+    secrets: &dyn SecretLookup,
+) -> Result<Loaded, PolicyError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, env),
+        Ok(text) => parse_with_secrets(&text, env, secrets),
         Err(e) => Err(PolicyError {
             problems: vec![Problem {
                 path: "policy".into(),
@@ -63,14 +73,23 @@ pub fn load_file(path: &Path, env: &dyn Env) -> Result<Loaded, PolicyError> {
     }
 }
 
-/// Validates a policy given as YAML text.
+/// Validates a policy given as YAML text, secrets read from `env` too.
 pub fn parse(text: &str, env: &dyn Env) -> Result<Loaded, PolicyError> {
+    parse_with_secrets(text, env, &EnvSecrets(env))
+}
+
+/// Validates a policy given as YAML text: variables from `env`, secrets from `secrets`.
+pub fn parse_with_secrets(
+    text: &str,
+    env: &dyn Env,
+    secrets: &dyn SecretLookup,
+) -> Result<Loaded, PolicyError> {
     let mut diag = Diagnostics::default();
     let policy = match serde_yaml::from_str::<Value>(text) {
         Ok(mut root) => {
             expand_env(&mut root, &mut String::new(), env, &mut diag);
             let sections = read_sections(root, &mut diag);
-            compile(sections, env, &mut diag)
+            compile(sections, env, secrets, &mut diag)
         }
         Err(e) => {
             diag.error("policy", format!("invalid YAML: {e}"));
@@ -92,6 +111,20 @@ pub fn parse(text: &str, env: &dyn Env) -> Result<Loaded, PolicyError> {
             warnings,
         }),
     }
+}
+
+/// The policy's environment and `jwt:` section, read as far as the text allows (problems
+/// are left to [`parse`]): what the secrets the policy needs are worked out from before it
+/// compiles. `None` when the text is not YAML.
+pub fn environment_and_jwt(text: &str, env: &dyn Env) -> Option<(Environment, Option<JwtSpec>)> {
+    let mut root = serde_yaml::from_str::<Value>(text).ok()?;
+    let mut ignored = Diagnostics::default();
+    expand_env(&mut root, &mut String::new(), env, &mut ignored);
+    let sections = read_sections(root, &mut ignored);
+    Some((
+        sections.environment.unwrap_or(Environment::Production),
+        sections.jwt,
+    ))
 }
 
 /// Replaces `${VAR}` references in every string value (never in keys). A value that was
@@ -340,7 +373,12 @@ fn read_routes(value: Value, diag: &mut Diagnostics) -> Vec<RouteSpec> {
         .collect()
 }
 
-fn compile(s: Sections, env: &dyn Env, diag: &mut Diagnostics) -> Option<Policy> {
+fn compile(
+    s: Sections,
+    env: &dyn Env,
+    secrets: &dyn SecretLookup,
+    diag: &mut Diagnostics,
+) -> Option<Policy> {
     let environment = s.environment.unwrap_or(Environment::Production);
     let listen = s
         .listen
@@ -370,13 +408,13 @@ fn compile(s: Sections, env: &dyn Env, diag: &mut Diagnostics) -> Option<Policy>
     let jwt = s
         .jwt
         .as_ref()
-        .map(|spec| JwtPolicy::compile(spec, environment, env, diag));
+        .map(|spec| JwtPolicy::compile(spec, environment, secrets, diag));
     let identity = IdentityPolicy::compile(
         s.jwt.as_ref().and_then(|j| j.forward_claims.as_ref()),
         s.jwt.as_ref().and_then(|j| j.roles_claim.as_deref()),
         s.jwt.as_ref().and_then(|j| j.identity_secret.as_deref()),
         environment,
-        env,
+        secrets,
         diag,
     );
     // Compile the routes that could be read; when none could, their errors are already

@@ -11,7 +11,9 @@ pub mod schema;
 
 pub use diagnostics::{Diagnostics, PolicyError, Problem};
 pub use env::{expand, Env, ExpandError, ProcessEnv};
-pub use load::{load_file, parse, Loaded};
+pub use load::{
+    environment_and_jwt, load_file, load_file_with_secrets, parse, parse_with_secrets, Loaded,
+};
 pub use model::{Policy, ServerSettings};
 pub use schema::Environment;
 

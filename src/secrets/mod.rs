@@ -1,14 +1,58 @@
-//! Secret values: read through the environment for now (Google Secret Manager and mounted
-//! files come with the secrets issue), and wrapped so they never reach a log, an error or
-//! `Debug` output.
+//! The gateway's secrets: the chain shared with gardien-backend (`gardien-secrets`: Google
+//! Secret Manager, files, environment, development defaults in `dev`), resolved for what
+//! the policy needs before it compiles, and kept fresh while the gateway runs — a rotated
+//! value recompiles the policy through the reload path (see `reload.rs`).
+//!
+//! The policy reads secrets through [`SecretLookup`]: the [`SecretStore`] when the binary
+//! runs, [`EnvSecrets`] for `policy::parse` (tests pass a map of variables).
 
-use crate::policy::Env;
+mod requirements;
 
-pub use gardien_secrets::Secret;
+use std::sync::Arc;
 
-/// Reads the secret named `name` (an environment variable for now). Empty counts as unset.
+use crate::policy::{Env, Environment};
+
+pub use gardien_secrets::{Report, Requirement, Secret, SecretLookup, SecretStore};
+pub use requirements::policy_requirements;
+
+/// Reads the secret named `name` from a map of variables. Empty counts as unset.
 pub fn read(name: &str, env: &dyn Env) -> Option<Secret> {
     env.var(name).filter(|v| !v.is_empty()).map(Secret::new)
+}
+
+/// Secrets read straight from variables (`JWT_SECRET=…`): what the policy compiles with
+/// when no store is given.
+pub struct EnvSecrets<'a>(pub &'a dyn Env);
+
+impl SecretLookup for EnvSecrets<'_> {
+    fn get(&self, name: &str) -> Option<Secret> {
+        read(name, self.0)
+    }
+}
+
+impl std::fmt::Debug for EnvSecrets<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EnvSecrets")
+    }
+}
+
+impl From<Environment> for gardien_secrets::Environment {
+    fn from(environment: Environment) -> Self {
+        match environment {
+            Environment::Dev => gardien_secrets::Environment::Dev,
+            Environment::Staging => gardien_secrets::Environment::Staging,
+            Environment::Production => gardien_secrets::Environment::Production,
+        }
+    }
+}
+
+/// The process's store for a policy of `environment`, configured from the process
+/// environment (docs/SECRETS.md). `Err` lists every configuration problem.
+pub fn process_store(environment: Environment) -> Result<Arc<SecretStore>, Vec<String>> {
+    let vars: Arc<dyn gardien_secrets::Vars> = Arc::new(gardien_secrets::ProcessVars);
+    let config = gardien_secrets::ChainConfig::from_vars(&*vars, environment.into())?;
+    let chain = gardien_secrets::Chain::from_config(&config, vars).map_err(|e| vec![e])?;
+    Ok(Arc::new(SecretStore::new(chain, config.refresh_interval)))
 }
 
 #[cfg(test)]
@@ -25,5 +69,6 @@ mod tests {
         assert!(read("EMPTY", &env).is_none());
         assert!(read("MISSING", &env).is_none());
         assert_eq!(read("SET", &env).map(|s| s.len()), Some(1));
+        assert_eq!(EnvSecrets(&env).get("SET").map(|s| s.len()), Some(1));
     }
 }

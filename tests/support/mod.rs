@@ -230,6 +230,12 @@ impl GatewayProcess {
             .args(["run", "--policy"])
             .arg(path)
             .env_remove("FRONTEND_URL")
+            // Secrets come from `env` only, never from this machine's Google project or
+            // /run/secrets (tests that want files or Secret Manager set these).
+            .env_remove("GOOGLE_CLOUD_PROJECT")
+            .env_remove("SECRET_MANAGER_PROJECT")
+            .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+            .env("SECRETS_DIR", dir.path().join("secrets"))
             .env("GARDIEN_LISTEN", &listen)
             .env("GARDIEN_ADMIN_LISTEN", &admin_listen)
             .env("GARDIEN_LOG", "info")

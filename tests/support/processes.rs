@@ -108,7 +108,8 @@ pub fn target_binary(parts: &[&str]) -> PathBuf {
 }
 
 /// `gardien-backend` in a child process on a fresh SQLite file (or `DATABASE_URL` from
-/// `env`), killed on drop.
+/// `env`), as `GARDIEN_ENVIRONMENT=dev` unless `env` says otherwise, with secrets from
+/// `env` only (never this machine's Google project or /run/secrets); killed on drop.
 pub struct BackendProcess {
     child: Child,
     pub addr: String,
@@ -130,7 +131,12 @@ impl BackendProcess {
         command
             .env("BACKEND_LISTEN", &listen)
             .env("DATABASE_URL", &database)
+            .env("GARDIEN_ENVIRONMENT", "dev")
+            .env("SECRETS_DIR", dir.path().join("secrets"))
             .env_remove("GARDIEN_INTERNAL_SECRET")
+            .env_remove("GOOGLE_CLOUD_PROJECT")
+            .env_remove("SECRET_MANAGER_PROJECT")
+            .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
             .env("RUST_LOG", "info");
         for (name, value) in env {
             command.env(name, value);

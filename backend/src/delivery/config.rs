@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::config::parse_duration;
+use crate::config::{parse_duration, Environment};
 use crate::delivery::backoff::Backoff;
 use crate::delivery::fallback::RetryPolicy;
 use crate::delivery::provider::Channel;
@@ -121,13 +121,11 @@ pub struct DeliveryOptions {
 
 impl DeliveryOptions {
     /// The mode: the one set, else the environment's default.
-    pub fn mode_for(&self, environment_is: impl Fn(&str) -> bool) -> NotifyMode {
-        self.mode.unwrap_or(if environment_is("dev") {
-            NotifyMode::Log
-        } else if environment_is("staging") {
-            NotifyMode::Sandbox
-        } else {
-            NotifyMode::Live
+    pub fn mode_for(&self, environment: Environment) -> NotifyMode {
+        self.mode.unwrap_or(match environment {
+            Environment::Dev => NotifyMode::Log,
+            Environment::Staging => NotifyMode::Sandbox,
+            Environment::Production => NotifyMode::Live,
         })
     }
 

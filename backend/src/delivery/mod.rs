@@ -20,12 +20,54 @@ use std::sync::Arc;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
+use gardien_secrets::Requirement;
+
+use crate::config::Environment;
 use crate::db::Db;
 use crate::metrics::Metrics;
 use circuit::Circuits;
-use config::DeliveryOptions;
+use config::{DeliveryOptions, NotifyMode};
 use registry::Providers;
 use worker::{Worker, WorkerSettings};
+
+/// The secrets the providers read, for the store to resolve, report and refresh. Each is
+/// required when the provider needs it to send at all and the service runs `live` in
+/// production (a missing one refuses the start); otherwise it is reported if missing, and
+/// a send without it fails over to the next provider.
+pub fn secret_requirements(
+    providers: &Providers,
+    mode: NotifyMode,
+    environment: Environment,
+) -> Vec<Requirement> {
+    let strict = mode == NotifyMode::Live && environment == Environment::Production;
+    providers
+        .secrets()
+        .into_iter()
+        .map(|(name, needed)| {
+            let purpose = format!(
+                "a credential of the {} delivery provider",
+                provider_of(&name)
+            );
+            if needed && strict {
+                Requirement::required(name, purpose)
+            } else {
+                Requirement::optional(name, purpose)
+            }
+        })
+        .collect()
+}
+
+fn provider_of(secret: &str) -> &'static str {
+    if secret.starts_with("SENDGRID") {
+        "SendGrid"
+    } else if secret.starts_with("TWILIO_SECONDARY") {
+        "secondary Twilio"
+    } else if secret.starts_with("TWILIO") {
+        "Twilio"
+    } else {
+        "SMTP"
+    }
+}
 
 /// Running workers; [`Workers::stop`] asks them to finish their current attempts and waits.
 #[derive(Debug)]

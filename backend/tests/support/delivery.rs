@@ -166,9 +166,10 @@ impl DeliveryApp {
         let mut argv = vec!["gardien-backend"];
         argv.extend_from_slice(FAST);
         argv.extend_from_slice(args);
-        let mut options = Options::try_parse_from_args(argv);
-        options.internal_secret = Some(Secret::new(SECRET));
+        let options = Options::try_parse_from_args(argv);
         let config = ProvidersConfig::from_env(&MapEnv(env)).expect("provider settings");
+        let mut secrets = secrets;
+        secrets.insert("GARDIEN_INTERNAL_SECRET".into(), Secret::new(SECRET));
         let secrets: Arc<dyn SecretLookup> = Arc::new(secrets);
         let providers = Arc::new(
             Providers::build(&options.delivery, mode, &config, &secrets).expect("providers"),
@@ -194,6 +195,7 @@ impl DeliveryApp {
             metrics: Arc::clone(&metrics),
             outbox,
             circuits: Arc::clone(&circuits),
+            secrets,
         };
         DeliveryApp {
             app: TestApp::from_state(db, state, true),

@@ -10,13 +10,14 @@
 pub mod delivery;
 pub mod process;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use gardien_backend::config::Options;
+use gardien_backend::config::{Environment, Options};
 use gardien_backend::db::{Db, PoolSettings};
 use gardien_backend::metrics::Metrics;
 use gardien_backend::{app, AppState};
@@ -149,14 +150,24 @@ impl TestApp {
     pub async fn with(engine: Engine, signed: bool) -> TestApp {
         let db = TestDb::new(engine).await;
         let mut options = Options::try_parse_from_args(["gardien-backend"]);
-        options.internal_secret = signed.then(|| Secret::new(SECRET));
         options.identity_window = Duration::from_secs(30);
+        // Unsigned: a development service without the internal secret.
+        options.environment = if signed {
+            Environment::Production
+        } else {
+            Environment::Dev
+        };
+        let mut secrets: HashMap<String, Secret> = HashMap::new();
+        if signed {
+            secrets.insert("GARDIEN_INTERNAL_SECRET".into(), Secret::new(SECRET));
+        }
         let state = AppState {
             db: db.db.clone(),
             options: Arc::new(options),
             metrics: Arc::new(Metrics::new().expect("metrics")),
             outbox: Arc::new(tokio::sync::Notify::new()),
             circuits: Arc::default(),
+            secrets: Arc::new(secrets),
         };
         Self::from_state(db, state, signed)
     }

@@ -1,9 +1,45 @@
-//! Secret values, shared by gardien and gardien-backend: wrapped so they never reach a log,
-//! an error message or `Debug` output. Where secrets come from (environment, mounted files,
-//! Google Secret Manager) is the concern of each binary's configuration.
+//! Secrets, shared by gardien and gardien-backend: values wrapped so they never reach a
+//! log, an error message or `Debug` output ([`Secret`]), and the one chain of sources both
+//! binaries read them from, in a documented order (docs/SECRETS.md):
+//!
+//! 1. Google Secret Manager ([`google::SecretManagerSource`]), when a project is configured;
+//! 2. files ([`FileSource`], `/run/secrets/<NAME>` as Cloud Run and Kubernetes mount them);
+//! 3. environment variables ([`EnvSource`]);
+//! 4. development defaults ([`DevDefaults`]), only when the environment is `dev`.
+//!
+//! A [`Chain`] resolves one name and records every source it tried ([`Resolution`]); a
+//! [`SecretStore`] keeps the resolved values of a set of [`Requirement`]s, refreshes them on
+//! an interval so a rotated value is picked up without a restart, and answers
+//! [`SecretLookup::get`] from its cache; a [`Report`] says where each came from — never the
+//! value — in the format both binaries' `check` print.
 
 use std::collections::HashMap;
 use std::fmt;
+
+mod chain;
+mod config;
+mod dev_defaults;
+mod env;
+mod environment;
+mod file;
+pub mod google;
+mod report;
+mod requirement;
+mod source;
+mod store;
+mod vars;
+
+pub use chain::{Attempt, AttemptOutcome, Chain, Resolution};
+pub use config::{ChainConfig, SecretManagerConfig};
+pub use dev_defaults::{DevDefaults, DEV_DEFAULTS};
+pub use env::EnvSource;
+pub use environment::Environment;
+pub use file::FileSource;
+pub use report::{Report, ReportEntry};
+pub use requirement::Requirement;
+pub use source::{Fetched, Origin, SecretSource};
+pub use store::{RefreshSummary, SecretStore};
+pub use vars::{ProcessVars, Vars};
 
 /// A secret's bytes. `Debug` and `Display` print `[redacted]`; only [`Secret::expose`]
 /// gives the value, so every use is easy to find.

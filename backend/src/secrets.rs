@@ -1,0 +1,71 @@
+//! The backend's secrets, read through the chain it shares with gardien
+//! (`gardien-secrets`: Google Secret Manager, files, environment, development defaults in
+//! `dev`; docs/SECRETS.md) and kept fresh in a store that handlers read at each use, so a
+//! rotated value is picked up without a restart.
+
+use std::sync::Arc;
+
+use gardien_secrets::{
+    Chain, ChainConfig, Environment, ProcessVars, Requirement, SecretStore, Vars,
+};
+
+/// Keys `X-Gardien-Identity`; shared with gardien. Required outside `dev`.
+pub const INTERNAL_SECRET: &str = "GARDIEN_INTERNAL_SECRET";
+/// The database URL, credentials included. Optional: the default is the SQLite file.
+/// Read at start (a new value takes a restart: the pool is open).
+pub const DATABASE_URL: &str = "DATABASE_URL";
+/// Error reporting, when configured.
+pub const SENTRY_DSN: &str = "SENTRY_DSN";
+
+/// Every secret the backend reads in `environment`, followed by `extra` — the delivery
+/// providers' credentials for the mode they run in (SendGrid, Twilio, SMTP), which the
+/// delivery code decides.
+pub fn requirements(environment: Environment, extra: Vec<Requirement>) -> Vec<Requirement> {
+    let identity = "verifies X-Gardien-Identity (the signature gardien puts on identity headers)";
+    let mut requirements = vec![
+        if environment == Environment::Dev {
+            Requirement::optional(INTERNAL_SECRET, identity)
+        } else {
+            Requirement::required(INTERNAL_SECRET, identity)
+        },
+        Requirement::optional(DATABASE_URL, "the database (default: the SQLite file)"),
+        Requirement::optional(SENTRY_DSN, "error reporting"),
+    ];
+    requirements.extend(extra);
+    requirements
+}
+
+/// The process's store, configured from the process environment. `Err` lists every
+/// configuration problem.
+pub fn process_store(environment: Environment) -> Result<Arc<SecretStore>, Vec<String>> {
+    let vars: Arc<dyn Vars> = Arc::new(ProcessVars);
+    let config = ChainConfig::from_vars(&*vars, environment)?;
+    let chain = Chain::from_config(&config, vars).map_err(|e| vec![e])?;
+    Ok(Arc::new(SecretStore::new(chain, config.refresh_interval)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_internal_secret_is_required_outside_dev_and_extras_follow() {
+        let extra = vec![Requirement::required("SENDGRID_API_KEY", "SendGrid")];
+        let production = requirements(Environment::Production, extra.clone());
+        let names: Vec<(&str, bool)> = production
+            .iter()
+            .map(|r| (r.name.as_str(), r.required))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                (INTERNAL_SECRET, true),
+                (DATABASE_URL, false),
+                (SENTRY_DSN, false),
+                ("SENDGRID_API_KEY", true)
+            ]
+        );
+        assert!(!requirements(Environment::Dev, Vec::new())[0].required);
+        assert!(requirements(Environment::Staging, Vec::new())[0].required);
+    }
+}

@@ -1,0 +1,345 @@
+//! The backend's secrets through the real `gardien-backend` binary: `check` says where each
+//! came from and lists every missing one; a production start without them is refused
+//! with the same list; the internal secret comes from the fake Secret Manager and its
+//! rotation is picked up by the running service without a restart. No secret value may
+//! appear in anything the binary prints.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use gardien_fakes::secret_manager::{FakeMetadataServer, FakeSecretManager};
+
+const PROJECT: &str = "backend-tests";
+const TOKEN: &str = "ya29.backend-tests-token";
+const V1: &str = "backend-internal-secret-one-0123456789abcdef";
+const V2: &str = "backend-internal-secret-two-fedcba9876543210";
+const DB_PASSWORD: &str = "db-password-never-printed";
+
+/// Every variable the backend reads a secret or its configuration from, removed so only
+/// what a test passes counts.
+const CLEARED: [&str; 10] = [
+    "GARDIEN_ENVIRONMENT",
+    "GARDIEN_INTERNAL_SECRET",
+    "DATABASE_URL",
+    "SENTRY_DSN",
+    "GOOGLE_CLOUD_PROJECT",
+    "SECRET_MANAGER_PROJECT",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "SECRET_MANAGER_BASE_URL",
+    "GCE_METADATA_HOST",
+    "BACKEND_LISTEN",
+];
+
+fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gardien-backend"));
+    command
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info");
+    for name in CLEARED {
+        command.env_remove(name);
+    }
+    command.env("SECRETS_DIR", "/nonexistent/gardien-backend-test-secrets");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+}
+
+fn backend(args: &[&str], env: &[(&str, &str)]) -> Output {
+    command(args, env).output().expect("run gardien-backend")
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn assert_no_value(printed: &str, values: &[&str]) {
+    for value in values {
+        assert!(
+            !printed.contains(value),
+            "a secret value was printed:\n{printed}"
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("an ephemeral port")
+}
+
+#[test]
+fn check_lists_the_missing_internal_secret_in_production() {
+    let output = backend(
+        &["check"],
+        &[("SENTRY_DSN", "https://public-sentry-key@sentry.example/1")],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let (stdout, stderr) = text(&output);
+    assert!(
+        stderr.contains("error: secret GARDIEN_INTERNAL_SECRET: missing (required: verifies X-Gardien-Identity (the signature gardien puts on identity headers)); tried file /nonexistent/gardien-backend-test-secrets/GARDIEN_INTERNAL_SECRET: absent; environment variable GARDIEN_INTERNAL_SECRET: absent"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error: 1 required secret(s) missing: GARDIEN_INTERNAL_SECRET"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains(
+            "secret DATABASE_URL: not set (optional: the database (default: the SQLite file))"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("secret SENTRY_DSN: environment variable SENTRY_DSN"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("ok: "), "{stdout}");
+    assert_no_value(&format!("{stdout}{stderr}"), &["public-sentry-key"]);
+}
+
+#[test]
+fn check_says_where_each_secret_came_from() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("GARDIEN_INTERNAL_SECRET"),
+        format!("{V1}\n"),
+    )
+    .expect("write");
+    let database = format!("postgres://app:{DB_PASSWORD}@db.internal:5432/gardien");
+    let output = backend(
+        &["check"],
+        &[
+            ("SECRETS_DIR", dir.path().to_str().expect("path")),
+            ("DATABASE_URL", &database),
+        ],
+    );
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "secret GARDIEN_INTERNAL_SECRET: file {}",
+            dir.path().join("GARDIEN_INTERNAL_SECRET").display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("secret DATABASE_URL: environment variable DATABASE_URL"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok: gardien-backend (production): database postgres://[credentials]@db.internal:5432/gardien"),
+        "{stdout}"
+    );
+    assert_no_value(&format!("{stdout}{stderr}"), &[V1, DB_PASSWORD]);
+}
+
+#[test]
+fn dev_uses_the_development_default() {
+    let output = backend(&["check"], &[("GARDIEN_ENVIRONMENT", "dev")]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("secret GARDIEN_INTERNAL_SECRET: development default"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("then development defaults"), "{stdout}");
+
+    // Turned off: a dev service with no internal secret at all (what the contract test runs).
+    let output = backend(
+        &["check"],
+        &[
+            ("GARDIEN_ENVIRONMENT", "dev"),
+            ("SECRETS_DEV_DEFAULTS", "off"),
+        ],
+    );
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("secret GARDIEN_INTERNAL_SECRET: not set (optional"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("development default"), "{stdout}");
+}
+
+#[test]
+fn a_production_start_without_the_internal_secret_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let database = format!("sqlite://{}?mode=rwc", dir.path().join("b.db").display());
+    let output = backend(
+        &[],
+        &[("BACKEND_LISTEN", &listen), ("DATABASE_URL", &database)],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let (stdout, stderr) = text(&output);
+    assert!(
+        stderr.contains("error: 1 required secret(s) missing: GARDIEN_INTERNAL_SECRET"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 required secret(s) missing in production; nothing was started"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("listening"), "{stdout}");
+    assert!(
+        std::net::TcpStream::connect_timeout(
+            &listen.parse().expect("addr"),
+            Duration::from_millis(200)
+        )
+        .is_err(),
+        "nothing listens"
+    );
+    assert!(!dir.path().join("b.db").exists(), "nothing was touched");
+}
+
+/// The backend in a child process, killed on drop.
+struct Running {
+    child: Child,
+    url: String,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    async fn start(env: &[(&str, &str)]) -> Running {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("backend.log");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let database = format!("sqlite://{}?mode=rwc", dir.path().join("b.db").display());
+        let mut child = command(&[], env)
+            .env("BACKEND_LISTEN", &listen)
+            .env("DATABASE_URL", &database)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn gardien-backend");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with("gardien-backend listening on ") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+        });
+        match tokio::time::timeout(Duration::from_secs(30), rx).await {
+            Ok(Ok(())) => {}
+            _ => panic!(
+                "gardien-backend did not start:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ),
+        }
+        Running {
+            child,
+            url: format!("http://{listen}"),
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET /api/reports` as gardien would send it, signed with `secret`.
+async fn status_signed_with(backend: &Running, secret: &str) -> u16 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let identity: [(&str, &[u8]); 3] = [
+        ("x-user-email", b"ada@example.com"),
+        ("x-user-id", b"ada"),
+        ("x-user-roles", b""),
+    ];
+    let signature =
+        gardien_identity::sign(secret.as_bytes(), "GET", "/api/reports", now, &identity);
+    reqwest::Client::new()
+        .get(format!("{}/api/reports", backend.url))
+        .header("x-user-id", "ada")
+        .header("x-user-email", "ada@example.com")
+        .header("x-user-roles", "")
+        .header(gardien_identity::HEADER, signature)
+        .send()
+        .await
+        .expect("answer")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_internal_secret_comes_from_secret_manager_and_rotates_without_a_restart() {
+    let sm = FakeSecretManager::start().await;
+    let metadata = FakeMetadataServer::start(TOKEN).await;
+    sm.accept_token(TOKEN);
+    sm.add_version(PROJECT, "GARDIEN_INTERNAL_SECRET", V1);
+    let base = sm.url();
+    let host = metadata.host();
+    let backend = Running::start(&[
+        ("GARDIEN_ENVIRONMENT", "production"),
+        ("SECRET_MANAGER_PROJECT", PROJECT),
+        ("SECRET_MANAGER_BASE_URL", &base),
+        ("GCE_METADATA_HOST", &host),
+        ("SECRETS_REFRESH_INTERVAL", "300ms"),
+    ])
+    .await;
+    assert_eq!(
+        status_signed_with(&backend, V1).await,
+        200,
+        "{}",
+        backend.log()
+    );
+    assert_eq!(status_signed_with(&backend, V2).await, 401);
+
+    sm.add_version(PROJECT, "GARDIEN_INTERNAL_SECRET", V2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_signed_with(&backend, V2).await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the rotated secret was not picked up:\n{}",
+            backend.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status_signed_with(&backend, V1).await,
+        401,
+        "the old secret is gone"
+    );
+
+    // Secret Manager down: the last good value stays.
+    sm.set_down(true);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(status_signed_with(&backend, V2).await, 200);
+
+    let log = backend.log();
+    assert!(
+        log.contains(&format!(
+            "secret GARDIEN_INTERNAL_SECRET: Google Secret Manager (projects/{PROJECT}/secrets/GARDIEN_INTERNAL_SECRET/versions/1)"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("secret changed"), "{log}");
+    assert!(log.contains("keeping the last good value"), "{log}");
+    assert_no_value(&log, &[V1, V2, TOKEN]);
+}
