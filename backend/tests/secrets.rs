@@ -343,3 +343,124 @@ async fn the_internal_secret_comes_from_secret_manager_and_rotates_without_a_res
     assert!(log.contains("keeping the last good value"), "{log}");
     assert_no_value(&log, &[V1, V2, TOKEN]);
 }
+
+/// The delivery providers' settings for `live`: SendGrid (EMAIL_FROM) and Twilio
+/// (TWILIO_FROM), plus the internal secret.
+const LIVE: [(&str, &str); 4] = [
+    ("NOTIFY_MODE", "live"),
+    ("EMAIL_FROM", "gardien <noreply@example.com>"),
+    ("TWILIO_FROM", "+14155550100"),
+    ("GARDIEN_INTERNAL_SECRET", V1),
+];
+
+#[test]
+fn live_in_production_requires_every_provider_secret() {
+    let output = backend(&["check"], &LIVE);
+    assert_eq!(output.status.code(), Some(1));
+    let (stdout, stderr) = text(&output);
+    for name in [
+        "SENDGRID_API_KEY",
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+    ] {
+        assert!(
+            stderr.contains(&format!(
+                "error: secret {name}: missing (required: a credential of the"
+            )),
+            "{name}: {stderr}"
+        );
+    }
+    assert!(
+        stderr.contains(
+            "error: 3 required secret(s) missing: SENDGRID_API_KEY, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN"
+        ),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("ok: "), "{stdout}");
+
+    // The same list refuses a start.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let database = format!("sqlite://{}?mode=rwc", dir.path().join("b.db").display());
+    let mut env = LIVE.to_vec();
+    env.extend([
+        ("BACKEND_LISTEN", listen.as_str()),
+        ("DATABASE_URL", database.as_str()),
+    ]);
+    let output = backend(&[], &env);
+    assert_eq!(output.status.code(), Some(1));
+    let (stdout, stderr) = text(&output);
+    assert!(
+        stderr.contains("3 required secret(s) missing in production; nothing was started"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("listening"), "{stdout}");
+
+    // Given, they are found (and not printed); the ok line names the providers.
+    let key = "SG.live-key-never-printed-0123456789";
+    let token = "twilio-token-never-printed-0123456789";
+    let mut env = LIVE.to_vec();
+    env.extend([
+        ("SENDGRID_API_KEY", key),
+        ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+        ("TWILIO_AUTH_TOKEN", token),
+    ]);
+    let output = backend(&["check"], &env);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("secret SENDGRID_API_KEY: environment variable SENDGRID_API_KEY"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("notifications: live mode, email via sendgrid, sms via twilio"),
+        "{stdout}"
+    );
+    assert_no_value(&format!("{stdout}{stderr}"), &[key, token, V1]);
+}
+
+#[test]
+fn sandbox_in_staging_reports_provider_secrets_without_requiring_them() {
+    let output = backend(
+        &["check"],
+        &[
+            ("GARDIEN_ENVIRONMENT", "staging"),
+            ("EMAIL_FROM", "gardien <noreply@example.com>"),
+            ("GARDIEN_INTERNAL_SECRET", V1),
+        ],
+    );
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("secret SENDGRID_API_KEY: not set (optional"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("notifications: sandbox mode, email via sendgrid, sms via twilio"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_delivery_settings_are_listed_together() {
+    let output = backend(
+        &["check"],
+        &[
+            ("GARDIEN_ENVIRONMENT", "dev"),
+            ("NOTIFY_MODE", "live"),
+            ("NOTIFY_EMAIL_PROVIDERS", "sendgrid,mailgun"),
+            ("NOTIFY_LEASE", "5s"),
+            ("NOTIFY_PROVIDER_TIMEOUT", "10s"),
+            ("SENDGRID_API_BASE_URL", "ftp://sendgrid.example"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let (_, stderr) = text(&output);
+    for expected in [
+        "NOTIFY_EMAIL_PROVIDERS: unknown provider `mailgun`",
+        "NOTIFY_LEASE:",
+        "SENDGRID_API_BASE_URL:",
+    ] {
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+}
