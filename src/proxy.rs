@@ -391,6 +391,12 @@ const EDGE_HEADERS: usize = 16;
 const X_REQUEST_ID: HeaderName = HeaderName::from_static(request_id::HEADER);
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+// Names the upstream request gets, parsed once (a `&str` name is parsed on every insert).
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_GARDIEN_IDENTITY: HeaderName =
+    HeaderName::from_static(crate::edge::identity::SIGNATURE_HEADER);
 
 /// A Pingora response header from a ready map (no per-header parsing or case map).
 fn response_header(
@@ -565,7 +571,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let id = ctx.request_id().header_value().clone();
-        upstream_request.insert_header(request_id::HEADER, id)?;
+        upstream_request.insert_header(X_REQUEST_ID, id)?;
         let policy = Arc::clone(&ctx.policy);
         let Some(upstream) = ctx
             .route
@@ -577,7 +583,7 @@ impl ProxyHttp for Gateway {
         let incoming = &session.req_header().headers;
         if !upstream.preserve_host {
             if let Some(host) = incoming.get(header::HOST).cloned() {
-                upstream_request.insert_header("x-forwarded-host", host)?;
+                upstream_request.insert_header(X_FORWARDED_HOST, host)?;
             }
             upstream_request.insert_header(header::HOST, upstream.host_header.clone())?;
         }
@@ -593,7 +599,7 @@ impl ProxyHttp for Gateway {
             identity,
         );
         if let Some(signature) = signature {
-            upstream_request.insert_header(crate::edge::identity::SIGNATURE_HEADER, signature)?;
+            upstream_request.insert_header(X_GARDIEN_IDENTITY, signature)?;
         }
         if let Some(peer) = session
             .client_addr()
@@ -610,8 +616,8 @@ impl ProxyHttp for Gateway {
                 incoming.get("x-forwarded-proto"),
                 &policy.trusted_proxies,
             );
-            upstream_request.insert_header("x-forwarded-for", xff)?;
-            upstream_request.insert_header("x-forwarded-proto", proto)?;
+            upstream_request.insert_header(X_FORWARDED_FOR, xff)?;
+            upstream_request.insert_header(X_FORWARDED_PROTO, proto)?;
         }
         Ok(())
     }

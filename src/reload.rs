@@ -86,13 +86,10 @@ impl PolicyReloader {
             // The chain (development defaults or not) was built for the environment the
             // gateway started with.
             let running = self.secrets.chain().environment();
-            if gardien_secrets::Environment::from(environment) != running {
+            if environment != running {
                 return self.refuse(&[policy::Problem {
                     path: "environment".into(),
-                    message: format!(
-                        "changes from {running} to {} only on restart",
-                        gardien_secrets::Environment::from(environment)
-                    ),
+                    message: format!("changes from {running} to {} only on restart", environment),
                 }]);
             }
             let report = self.secrets.require(requirements).await;

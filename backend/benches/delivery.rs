@@ -292,6 +292,7 @@ fn psql(sql: &str) -> bool {
     Command::new("psql")
         .args(["-q", "postgresql://postgres@127.0.0.1:5432/test", "-c", sql])
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
 }

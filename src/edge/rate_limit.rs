@@ -168,10 +168,7 @@ impl Rule {
                 key.push('|');
             }
             match part {
-                KeyPart::Ip => {
-                    use std::fmt::Write;
-                    let _ = write!(key, "{}", facts.client_ip);
-                }
+                KeyPart::Ip => push_ip(&mut key, facts.client_ip),
                 KeyPart::User => key.push_str(facts.user?),
                 KeyPart::Route => key.push_str(facts.route_name),
                 // API keys are credentials: only their digest is kept, here and in Redis.
@@ -183,6 +180,26 @@ impl Rule {
             }
         }
         Some(key)
+    }
+}
+
+/// Appends `ip` as `Display` writes it. IPv4 goes through `itoa` rather than the
+/// formatting machinery: every request of an `ip` rule builds its key, and formatting showed
+/// in the full policy's profile (callgrind, docs/BENCHMARKS.md).
+fn push_ip(key: &mut String, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    key.push('.');
+                }
+                key.push_str(digits.format(octet));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            let _ = write!(key, "{v6}");
+        }
     }
 }
 
@@ -203,20 +220,24 @@ pub struct HeaderItem {
 }
 
 /// The `RateLimit-Policy` and `RateLimit` values for the rules that ran (one list item each).
+/// Written with `itoa` rather than `write!`: this runs on every response, and the
+/// formatting machinery showed as a measurable part of the full policy's cost (callgrind,
+/// docs/BENCHMARKS.md).
 pub fn header_values(items: &[HeaderItem]) -> (String, String) {
     let mut policy = String::with_capacity(items.len() * 24);
     let mut state = String::with_capacity(items.len() * 24);
+    let mut digits = itoa::Buffer::new();
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             policy.push_str(", ");
             state.push_str(", ");
         }
         policy.push_str(&item.policy);
-        let _ = write!(
-            state,
-            "{};r={};t={}",
-            item.name, item.remaining, item.reset_secs
-        );
+        state.push_str(&item.name);
+        state.push_str(";r=");
+        state.push_str(digits.format(item.remaining));
+        state.push_str(";t=");
+        state.push_str(digits.format(item.reset_secs));
     }
     (policy, state)
 }
@@ -519,6 +540,23 @@ impl Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_keys_are_written_as_display_writes_them() {
+        for text in [
+            "0.0.0.0",
+            "10.1.2.3",
+            "255.255.255.255",
+            "192.168.0.10",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let ip: std::net::IpAddr = text.parse().expect("address");
+            let mut key = String::new();
+            push_ip(&mut key, ip);
+            assert_eq!(key, ip.to_string());
+        }
+    }
 
     #[test]
     fn rates_parse() {

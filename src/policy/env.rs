@@ -3,35 +3,9 @@
 //! Variables are read through the [`Env`] trait rather than `std::env` so tests can pass a
 //! map and never touch the process environment.
 
-use std::collections::HashMap;
-
-/// A source of environment variables.
-pub trait Env: Send + Sync {
-    /// The value of `name`, or `None` when it is not set.
-    fn var(&self, name: &str) -> Option<String>;
-}
-
-/// The real process environment.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessEnv;
-
-impl Env for ProcessEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
-    }
-}
-
-impl Env for HashMap<String, String> {
-    fn var(&self, name: &str) -> Option<String> {
-        self.get(name).cloned()
-    }
-}
-
-impl Env for HashMap<&'static str, &'static str> {
-    fn var(&self, name: &str) -> Option<String> {
-        self.get(name).map(|v| (*v).to_owned())
-    }
-}
+/// A source of environment variables: the trait both binaries and the secrets chain read
+/// variables through (`ProcessEnv` is the process's; tests pass a `HashMap`).
+pub use gardien_secrets::{ProcessVars as ProcessEnv, Vars as Env};
 
 /// Why a value's references could not be expanded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +108,7 @@ fn is_valid_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn env() -> HashMap<&'static str, &'static str> {
         HashMap::from([("HOST", "10.0.0.1"), ("EMPTY", ""), ("PORT", "8080")])

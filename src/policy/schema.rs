@@ -8,24 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// `environment:`: decides defaults and how strict `check` is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Environment {
-    Dev,
-    Staging,
-    Production,
-}
-
-impl Environment {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::Dev => "dev",
-            Environment::Staging => "staging",
-            Environment::Production => "production",
-        }
-    }
-}
+/// `environment:`: decides defaults and how strict `check` is. The type is shared with
+/// gardien-backend (`GARDIEN_ENVIRONMENT`) and the secrets chain.
+pub use gardien_secrets::Environment;
 
 /// One entry of `upstreams:`.
 #[derive(Debug, Clone, Deserialize)]

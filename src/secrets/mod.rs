@@ -36,21 +36,11 @@ impl std::fmt::Debug for EnvSecrets<'_> {
     }
 }
 
-impl From<Environment> for gardien_secrets::Environment {
-    fn from(environment: Environment) -> Self {
-        match environment {
-            Environment::Dev => gardien_secrets::Environment::Dev,
-            Environment::Staging => gardien_secrets::Environment::Staging,
-            Environment::Production => gardien_secrets::Environment::Production,
-        }
-    }
-}
-
 /// The process's store for a policy of `environment`, configured from the process
 /// environment (docs/SECRETS.md). `Err` lists every configuration problem.
 pub fn process_store(environment: Environment) -> Result<Arc<SecretStore>, Vec<String>> {
     let vars: Arc<dyn gardien_secrets::Vars> = Arc::new(gardien_secrets::ProcessVars);
-    let config = gardien_secrets::ChainConfig::from_vars(&*vars, environment.into())?;
+    let config = gardien_secrets::ChainConfig::from_vars(&*vars, environment)?;
     let chain = gardien_secrets::Chain::from_config(&config, vars).map_err(|e| vec![e])?;
     Ok(Arc::new(SecretStore::new(chain, config.refresh_interval)))
 }

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use gardien_backend::config::Options;
 use gardien_backend::delivery::circuit::Circuits;
 use gardien_backend::delivery::config::NotifyMode;
-use gardien_backend::delivery::providers::{EnvLookup, ProvidersConfig};
+use gardien_backend::delivery::providers::ProvidersConfig;
 use gardien_backend::delivery::registry::Providers;
 use gardien_backend::delivery::{start_workers, Workers};
 use gardien_backend::metrics::Metrics;
@@ -122,14 +122,6 @@ impl Fakes {
     }
 }
 
-struct MapEnv(HashMap<String, String>);
-
-impl EnvLookup for MapEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
-    }
-}
-
 /// The service with delivery workers, in-process.
 pub struct DeliveryApp {
     pub app: TestApp,
@@ -167,7 +159,7 @@ impl DeliveryApp {
         argv.extend_from_slice(FAST);
         argv.extend_from_slice(args);
         let options = Options::try_parse_from_args(argv);
-        let config = ProvidersConfig::from_env(&MapEnv(env)).expect("provider settings");
+        let config = ProvidersConfig::from_env(&env).expect("provider settings");
         let mut secrets = secrets;
         secrets.insert("GARDIEN_INTERNAL_SECRET".into(), Secret::new(SECRET));
         let secrets: Arc<dyn SecretLookup> = Arc::new(secrets);

@@ -5,8 +5,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// `dev`, `staging` or `production` (the gateway's policy `environment:`, the backend's
-/// `GARDIEN_ENVIRONMENT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// `GARDIEN_ENVIRONMENT`). One type for both binaries, so they cannot disagree on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Environment {
     Dev,
     Staging,

@@ -30,7 +30,7 @@ impl Vars for HashMap<String, String> {
     }
 }
 
-impl Vars for HashMap<&'static str, &'static str> {
+impl Vars for HashMap<&str, &str> {
     fn var(&self, name: &str) -> Option<String> {
         self.get(name).map(|v| (*v).to_owned())
     }

@@ -7,7 +7,6 @@
 //! primary Twilio account is always described; whether it may send without a sender is the
 //! mode's business ([`Twilio::new`](super::Twilio::new) refuses live without one).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -18,33 +17,9 @@ use super::smtp::{SmtpConfig, SmtpTls};
 use super::twilio::{self, TwilioConfig};
 use crate::config::parse_duration;
 
-/// A source of environment variables.
-pub trait EnvLookup: Send + Sync {
-    /// The value of `name`, or `None` when it is not set.
-    fn var(&self, name: &str) -> Option<String>;
-}
-
-/// The process environment.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessEnv;
-
-impl EnvLookup for ProcessEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
-    }
-}
-
-impl EnvLookup for HashMap<String, String> {
-    fn var(&self, name: &str) -> Option<String> {
-        self.get(name).cloned()
-    }
-}
-
-impl EnvLookup for HashMap<&str, &str> {
-    fn var(&self, name: &str) -> Option<String> {
-        self.get(name).map(|v| (*v).to_owned())
-    }
-}
+/// Where the variables are read (the process environment, or a map in tests): the trait
+/// the secrets chain reads its configuration through.
+pub use gardien_secrets::{ProcessVars as ProcessEnv, Vars as EnvLookup};
 
 /// Every variable the providers read, with what it means (for `env-docs` and `check`).
 pub const VARIABLES: &[(&str, &str)] = &[
@@ -339,6 +314,7 @@ fn twilio_sender(r: &mut Reader<'_>, config: &mut TwilioConfig, service_var: &st
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn env(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
         pairs.iter().copied().collect()
