@@ -231,6 +231,8 @@ fn fixed_rate(url: &str, headers: &[(&str, &str)], rate: u32) -> Load {
         "-z",
         &format!("{}s", FIXED_RUN.as_secs()),
         "--latency-correction",
+        // Requests in flight at the end are waited for, not counted as errors.
+        "-w",
         "--no-tui",
         "--output-format",
         "json",

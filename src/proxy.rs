@@ -67,6 +67,8 @@ pub struct RequestCtx {
     in_flight: Option<InFlight>,
     /// Whether the exchange with the upstream failed (for the adaptive controller).
     upstream_failed: bool,
+    /// The client's address for rate limits (behind trusted proxies), found once.
+    client_ip: Option<std::net::IpAddr>,
 }
 
 impl RequestCtx {
@@ -269,15 +271,18 @@ impl Gateway {
             return Ok(false);
         };
         let request = session.req_header();
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-        let client_ip = forwarded::client_ip(
-            peer,
-            request.headers.get_all("x-forwarded-for").iter(),
-            &policy.trusted_proxies,
-        );
+        // Both phases key on it: parse `X-Forwarded-For` once.
+        let client_ip = *ctx.client_ip.get_or_insert_with(|| {
+            let peer = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+            forwarded::client_ip(
+                peer,
+                request.headers.get_all(X_FORWARDED_FOR).iter(),
+                &policy.trusted_proxies,
+            )
+        });
         let facts = RequestFacts {
             route: route_index,
             route_name: &route.name,
@@ -397,6 +402,9 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_GARDIEN_IDENTITY: HeaderName =
     HeaderName::from_static(crate::edge::identity::SIGNATURE_HEADER);
+/// Headers the gateway may add to an upstream request: request id, host, forwarded
+/// host, for and proto, the identity headers and their signature.
+const UPSTREAM_HEADERS: usize = 12;
 
 /// A Pingora response header from a ready map (no per-header parsing or case map).
 fn response_header(
@@ -483,6 +491,7 @@ impl ProxyHttp for Gateway {
             rate_headers: Vec::new(),
             in_flight: None,
             upstream_failed: false,
+            client_ip: None,
         }
     }
 
@@ -563,62 +572,89 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    /// Sends the request id, the upstream's `Host`, and `X-Forwarded-*` upstream.
+    /// Sends the request id, the upstream's `Host`, the identity with its signature, and
+    /// `X-Forwarded-*` upstream. The headers are set on the request's parts and the request
+    /// rebuilt once, as `decorate` does for responses: `RequestHeader::insert_header`
+    /// re-parses every name and keeps a second map of letter case, a sizeable share of the
+    /// policy's per-request cost (callgrind, docs/BENCHMARKS.md). Names go upstream in lower
+    /// case; the request target is kept byte for byte.
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let id = ctx.request_id().header_value().clone();
-        upstream_request.insert_header(X_REQUEST_ID, id)?;
         let policy = Arc::clone(&ctx.policy);
-        let Some(upstream) = ctx
+        let id = ctx.request_id().header_value().clone();
+        // A target that does not round-trip through the URI (absolute form, non-UTF-8)
+        // is restored after the rebuild.
+        let uri_target = upstream_request
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().as_bytes());
+        let raw_target = (uri_target != Some(upstream_request.raw_path()))
+            .then(|| upstream_request.raw_path().to_vec());
+        let end_stream = upstream_request.send_end_stream();
+        let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
+        let mut parts =
+            http::request::Parts::from(std::mem::replace(upstream_request, placeholder));
+        let headers = &mut parts.headers;
+        headers.reserve(UPSTREAM_HEADERS);
+        headers.insert(X_REQUEST_ID, id);
+        let upstream = ctx
             .route
             .and_then(|i| policy.router.get(i))
-            .and_then(|route| policy.upstream(route.upstream))
-        else {
-            return Ok(());
-        };
-        let incoming = &session.req_header().headers;
-        if !upstream.preserve_host {
-            if let Some(host) = incoming.get(header::HOST).cloned() {
-                upstream_request.insert_header(X_FORWARDED_HOST, host)?;
+            .and_then(|route| policy.upstream(route.upstream));
+        if let Some(upstream) = upstream {
+            let incoming = &session.req_header().headers;
+            if !upstream.preserve_host {
+                if let Some(host) = incoming.get(header::HOST).cloned() {
+                    headers.insert(X_FORWARDED_HOST, host);
+                }
+                headers.insert(header::HOST, upstream.host_header.clone());
             }
-            upstream_request.insert_header(header::HOST, upstream.host_header.clone())?;
-        }
-        let identity: &[(http::HeaderName, HeaderValue)] =
-            ctx.identity.as_ref().map_or(&[], |v| v.headers.as_slice());
-        for (name, value) in identity {
-            upstream_request.insert_header(name.clone(), value.clone())?;
-        }
-        let signature = policy.identity.signature(
-            upstream_request.method.as_str(),
-            upstream_request.uri.path(),
-            unix_now(),
-            identity,
-        );
-        if let Some(signature) = signature {
-            upstream_request.insert_header(X_GARDIEN_IDENTITY, signature)?;
-        }
-        if let Some(peer) = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-        {
-            let xff = forwarded::forwarded_for(
-                peer,
-                incoming.get("x-forwarded-for"),
-                &policy.trusted_proxies,
+            let identity: &[(http::HeaderName, HeaderValue)] =
+                ctx.identity.as_ref().map_or(&[], |v| v.headers.as_slice());
+            for (name, value) in identity {
+                headers.insert(name.clone(), value.clone());
+            }
+            let signature = policy.identity.signature(
+                parts.method.as_str(),
+                parts.uri.path(),
+                unix_now(),
+                identity,
             );
-            let proto = forwarded::forwarded_proto(
-                peer,
-                incoming.get("x-forwarded-proto"),
-                &policy.trusted_proxies,
-            );
-            upstream_request.insert_header(X_FORWARDED_FOR, xff)?;
-            upstream_request.insert_header(X_FORWARDED_PROTO, proto)?;
+            let headers = &mut parts.headers;
+            if let Some(signature) = signature {
+                headers.insert(X_GARDIEN_IDENTITY, signature);
+            }
+            if let Some(peer) = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip())
+            {
+                let xff = forwarded::forwarded_for(
+                    peer,
+                    incoming.get(X_FORWARDED_FOR),
+                    &policy.trusted_proxies,
+                );
+                let proto = forwarded::forwarded_proto(
+                    peer,
+                    incoming.get(X_FORWARDED_PROTO),
+                    &policy.trusted_proxies,
+                );
+                headers.insert(X_FORWARDED_FOR, xff);
+                headers.insert(X_FORWARDED_PROTO, proto);
+            }
         }
+        let mut rebuilt = RequestHeader::from(parts);
+        if let Some(target) = raw_target {
+            rebuilt.set_raw_path(&target)?;
+        }
+        if let Some(end_stream) = end_stream {
+            rebuilt.set_send_end_stream(end_stream);
+        }
+        *upstream_request = rebuilt;
         Ok(())
     }
 

@@ -51,6 +51,28 @@ async fn routes_pick_upstreams_in_order_and_keep_the_path() {
     assert_eq!(get("/api/reportsx").await.expect("api").status(), 200);
     assert_eq!(s.api.last().path, "/api/reportsx", "segment-aware prefix");
 
+    // The target reaches the upstream byte for byte: query, percent-encodings, case.
+    for target in [
+        "/api/auth/login?next=%2Fx&q=a%20b&u=%E2%9C%93",
+        "/api/reports/caf%C3%A9?Sort=Desc&empty=",
+    ] {
+        let request = format!(
+            "GET {target} HTTP/1.1\r\nHost: app.example.com\r\nX-Custom-Header: Kept\r\nConnection: close\r\n\r\n"
+        );
+        let (status, _) = raw_request(&s.gateway.proxy_addr(), request.as_bytes()).await;
+        assert_eq!(status, Some(200), "{target}");
+        let seen = if target.starts_with("/api/auth/") {
+            s.api.last()
+        } else {
+            s.backend.last()
+        };
+        assert_eq!(seen.target, target);
+        assert_eq!(
+            seen.headers.get("x-custom-header").map(String::as_str),
+            Some("Kept")
+        );
+    }
+
     let response = get("/elsewhere").await.expect("404");
     assert_eq!(response.status(), 404);
     let (code, _) = error_shape(&response.text().await.expect("body"));

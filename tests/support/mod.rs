@@ -31,6 +31,8 @@ pub fn free_port() -> u16 {
 pub struct Seen {
     pub method: String,
     pub path: String,
+    /// The request target as received: path and query, byte for byte.
+    pub target: String,
     /// The gateway's end of the connection: distinct values = distinct connections.
     pub peer: SocketAddr,
     /// Lower-case names; repeated headers joined with ", ".
@@ -122,10 +124,15 @@ async fn record(
             .or_insert(value);
     }
     let path = request.uri().path().to_owned();
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.clone(), |p| p.as_str().to_owned());
     let method = request.method().to_string();
     seen.lock().expect("lock").push(Seen {
         method: method.clone(),
         path: path.clone(),
+        target,
         peer,
         headers,
     });
