@@ -1,5 +1,7 @@
-//! The official OpenAPI contracts in `shared/contracts/` (a sibling of the repository), read
-//! at test time, and a checker of JSON values against their schemas, so tests can show that
+//! The official OpenAPI contracts, read at test time from the copies in
+//! `crates/gardien-fakes/contracts/` (taken from the team's `shared/contracts/`, so a clean
+//! clone tests on its own; a test checks the copies against `shared/` when it is beside the
+//! repository), and a checker of JSON values against their schemas, so tests can show that
 //! the fakes answer — and the clients send — what the documents say.
 //!
 //! The checker is written by hand: the documents are OpenAPI 3.0, whose `nullable` the
@@ -17,12 +19,17 @@ pub const SENDGRID: &str = "sendgrid_mail_v3.json";
 /// The Twilio 2010-04-01 document.
 pub const TWILIO: &str = "twilio_api_v2010.json";
 
-/// `$GARDIEN_CONTRACTS_DIR`, else `shared/contracts` beside the repository.
+/// `$GARDIEN_CONTRACTS_DIR`, else the copies in this crate's `contracts/`.
 pub fn contracts_dir() -> PathBuf {
     match std::env::var_os("GARDIEN_CONTRACTS_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/contracts"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contracts"),
     }
+}
+
+/// The team's `shared/contracts/` beside the repository, where the copies come from.
+pub fn shared_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/contracts")
 }
 
 /// A contract document, or a message saying which file is missing or broken.
@@ -30,7 +37,7 @@ pub fn load(file: &str) -> Result<Value, String> {
     let path = contracts_dir().join(file);
     let text = std::fs::read_to_string(&path).map_err(|e| {
         format!(
-            "contract {} cannot be read ({e}); the contracts live in shared/contracts beside the repository (or set GARDIEN_CONTRACTS_DIR)",
+            "contract {} cannot be read ({e}); copies live in crates/gardien-fakes/contracts (or set GARDIEN_CONTRACTS_DIR)",
             path.display()
         )
     })?;

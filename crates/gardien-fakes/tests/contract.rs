@@ -429,3 +429,32 @@ async fn down_means_connection_refused_and_back_means_the_same_port() {
         .windows(2)
         .all(|w| w[0].received_at <= w[1].received_at));
 }
+
+/// The copies the tests read are the team's contracts: when `shared/contracts/` is beside
+/// the repository (the team's checkout; a bare clone has only the copies), every copy must
+/// be identical to its original, so an updated contract cannot be missed.
+#[test]
+fn the_copies_are_the_shared_contracts() {
+    let shared = gardien_fakes::contract::shared_dir();
+    if !shared.is_dir() {
+        println!(
+            "{} is not beside this checkout: nothing to compare",
+            shared.display()
+        );
+        return;
+    }
+    for file in [
+        gardien_fakes::contract::SENDGRID,
+        gardien_fakes::contract::TWILIO,
+        "README.md",
+    ] {
+        let original = std::fs::read(shared.join(file)).expect("the shared contract");
+        let copy =
+            std::fs::read(gardien_fakes::contract::contracts_dir().join(file)).expect("the copy");
+        assert!(
+            original == copy,
+            "crates/gardien-fakes/contracts/{file} differs from {}: copy it again",
+            shared.join(file).display()
+        );
+    }
+}
