@@ -3,25 +3,34 @@
 #   cmake            C dependencies of the TLS and compression crates
 #   chromium         the real browser of the CORS test (tests/browser.rs)
 #   chromium-driver  WebDriver for it
+#   python3, python3-venv, curl
+#                    the backend's contract test (scripts/contract-test.sh: schemathesis
+#                    from PyPI in a virtualenv, the backend polled with curl)
 # As root it installs them with apt-get; otherwise it says exactly what to run.
 #   wrk              the closed-loop load generator of the load harness (benches/load.rs)
 #   oha              its open-loop (fixed-rate) load generator, from crates.io with cargo,
 #                    into target/tools/oha (not a Debian package)
 # Usage: scripts/install-deps.sh [build|test|bench]
-#   build: cmake; test: cmake, chromium, chromium-driver; bench: cmake, wrk, oha
+#   postgresql-client  psql, with which the benchmarks make and drop their schemas
+#   build: cmake; test: cmake, chromium, chromium-driver, python3, python3-venv, curl;
+#   bench: cmake, wrk, postgresql-client, oha
 set -euo pipefail
 
 want=(cmake)
 case "${1:-test}" in
-  test) want+=(chromium chromium-driver) ;;
-  bench) want+=(wrk) ;;
+  test) want+=(chromium chromium-driver python3 python3-venv curl) ;;
+  bench) want+=(wrk postgresql-client) ;;
 esac
 
-binary_of() {
+# Whether a package's part the project uses is already there (from any source: a
+# python3 of pyenv will do as well as Debian's).
+present() {
   case "$1" in
-    chromium-driver) echo /usr/bin/chromedriver ;;
-    chromium) echo /usr/bin/chromium ;;
-    *) echo "$1" ;;
+    chromium-driver) command -v /usr/bin/chromedriver ;;
+    chromium) command -v /usr/bin/chromium ;;
+    python3-venv) python3 -c 'import ensurepip, venv' ;;
+    postgresql-client) command -v psql ;;
+    *) command -v "$1" ;;
   esac
 }
 
@@ -35,7 +44,7 @@ install_oha() {
 
 missing=()
 for package in "${want[@]}"; do
-  if ! command -v "$(binary_of "$package")" >/dev/null 2>&1; then
+  if ! present "$package" >/dev/null 2>&1; then
     missing+=("$package")
   fi
 done

@@ -63,7 +63,7 @@ fn resolve_secrets(path: &Path) -> Result<Option<Resolved>, Vec<String>> {
     let Some((environment, requirements)) = secrets::policy_requirements(&text, &ProcessEnv) else {
         return Ok(None);
     };
-    let store = secrets::process_store(environment)?;
+    let store = gardien_secrets::SecretStore::for_process(environment)?;
     // A runtime of its own for the lookups: Pingora starts its runtimes later.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -24,7 +24,7 @@ async fn main() -> ExitCode {
     let mut options = cli.options;
     let environment = options.environment;
 
-    let store = match secrets::process_store(environment) {
+    let store = match gardien_secrets::SecretStore::for_process(environment) {
         Ok(store) => store,
         Err(problems) => {
             for problem in &problems {

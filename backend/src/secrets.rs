@@ -1,13 +1,9 @@
 //! The backend's secrets, read through the chain it shares with gardien
 //! (`gardien-secrets`: Google Secret Manager, files, environment, development defaults in
-//! `dev`; docs/SECRETS.md) and kept fresh in a store that handlers read at each use, so a
+//! `dev`; docs/SECRETS.md) and kept fresh in a store (`SecretStore::for_process`) that handlers read at each use, so a
 //! rotated value is picked up without a restart.
 
-use std::sync::Arc;
-
-use gardien_secrets::{
-    Chain, ChainConfig, Environment, ProcessVars, Requirement, SecretStore, Vars,
-};
+use gardien_secrets::{Environment, Requirement};
 
 /// Keys `X-Gardien-Identity`; shared with gardien. Required outside `dev`.
 pub const INTERNAL_SECRET: &str = "GARDIEN_INTERNAL_SECRET";
@@ -33,15 +29,6 @@ pub fn requirements(environment: Environment, extra: Vec<Requirement>) -> Vec<Re
     ];
     requirements.extend(extra);
     requirements
-}
-
-/// The process's store, configured from the process environment. `Err` lists every
-/// configuration problem.
-pub fn process_store(environment: Environment) -> Result<Arc<SecretStore>, Vec<String>> {
-    let vars: Arc<dyn Vars> = Arc::new(ProcessVars);
-    let config = ChainConfig::from_vars(&*vars, environment)?;
-    let chain = Chain::from_config(&config, vars).map_err(|e| vec![e])?;
-    Ok(Arc::new(SecretStore::new(chain, config.refresh_interval)))
 }
 
 #[cfg(test)]

@@ -396,6 +396,24 @@ both_databases!(
         let unknown_field =
             send(json!({"user_id": "u", "template_key": "welcome", "priority": "high"})).await;
         assert_eq!(unknown_field.status, StatusCode::BAD_REQUEST);
+        let body = json!({"user_id": "u", "template_key": "welcome", "variables": {"name": "U"},
+                          "to": {"email": "u@example.com"}});
+        for key in ["clé-1".to_owned(), "k".repeat(256), "two words".to_owned()] {
+            let bad_key = app
+                .post(SEND)
+                .admin("root")
+                .header("Idempotency-Key", &key)
+                .json(&body)
+                .send()
+                .await;
+            assert_eq!(
+                bad_key.status,
+                StatusCode::BAD_REQUEST,
+                "{key}: {}",
+                bad_key.json
+            );
+            assert_eq!(bad_key.field_paths(), ["Idempotency-Key"], "{key}");
+        }
         let push =
             send(json!({"user_id": "u", "template_key": "welcome", "channels": ["push"]})).await;
         assert_eq!(push.status, StatusCode::BAD_REQUEST, "{}", push.json);

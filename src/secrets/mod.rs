@@ -8,9 +8,7 @@
 
 mod requirements;
 
-use std::sync::Arc;
-
-use crate::policy::{Env, Environment};
+use crate::policy::Env;
 
 pub use gardien_secrets::{Report, Requirement, Secret, SecretLookup, SecretStore};
 pub use requirements::policy_requirements;
@@ -34,15 +32,6 @@ impl std::fmt::Debug for EnvSecrets<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("EnvSecrets")
     }
-}
-
-/// The process's store for a policy of `environment`, configured from the process
-/// environment (docs/SECRETS.md). `Err` lists every configuration problem.
-pub fn process_store(environment: Environment) -> Result<Arc<SecretStore>, Vec<String>> {
-    let vars: Arc<dyn gardien_secrets::Vars> = Arc::new(gardien_secrets::ProcessVars);
-    let config = gardien_secrets::ChainConfig::from_vars(&*vars, environment)?;
-    let chain = gardien_secrets::Chain::from_config(&config, vars).map_err(|e| vec![e])?;
-    Ok(Arc::new(SecretStore::new(chain, config.refresh_interval)))
 }
 
 #[cfg(test)]

@@ -40,33 +40,22 @@ pub fn secret_requirements(
     environment: Environment,
 ) -> Vec<Requirement> {
     let strict = mode == NotifyMode::Live && environment == Environment::Production;
-    providers
-        .secrets()
-        .into_iter()
-        .map(|(name, needed)| {
-            let purpose = format!(
-                "a credential of the {} delivery provider",
-                provider_of(&name)
-            );
-            if needed && strict {
-                Requirement::required(name, purpose)
-            } else {
-                Requirement::optional(name, purpose)
-            }
-        })
-        .collect()
-}
-
-fn provider_of(secret: &str) -> &'static str {
-    if secret.starts_with("SENDGRID") {
-        "SendGrid"
-    } else if secret.starts_with("TWILIO_SECONDARY") {
-        "secondary Twilio"
-    } else if secret.starts_with("TWILIO") {
-        "Twilio"
-    } else {
-        "SMTP"
+    let mut requirements: Vec<Requirement> = Vec::new();
+    for secret in providers.secrets() {
+        let required = secret.needed && strict;
+        // Two providers may read one secret: list it once, required if either needs it.
+        if let Some(existing) = requirements.iter_mut().find(|r| r.name == secret.name) {
+            existing.required |= required;
+            continue;
+        }
+        let purpose = format!("a credential of the {} delivery provider", secret.provider);
+        requirements.push(if required {
+            Requirement::required(&secret.name, purpose)
+        } else {
+            Requirement::optional(&secret.name, purpose)
+        });
     }
+    requirements
 }
 
 /// Running workers; [`Workers::stop`] asks them to finish their current attempts and waits.

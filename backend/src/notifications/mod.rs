@@ -135,14 +135,20 @@ async fn send_notification(
             ApiError::field("Idempotency-Key", "1 to 255 visible ASCII characters")
         })?),
     };
-    let fingerprint = idempotency::fingerprint(&request);
+    // Only a request with a key is fingerprinted.
+    let fingerprint = (header_key.is_some() || request.idempotency_key.is_some())
+        .then(|| idempotency::fingerprint(&request));
     let now = jiff::Timestamp::now();
     let checked = request.check(header_key, now)?;
-    let claim = checked.idempotency_key.as_ref().map(|key| Claim {
-        scope: caller.user_id.clone(),
-        key: key.clone(),
-        fingerprint,
-    });
+    let claim = checked
+        .idempotency_key
+        .as_ref()
+        .zip(fingerprint)
+        .map(|(key, fingerprint)| Claim {
+            scope: caller.user_id.clone(),
+            key: key.clone(),
+            fingerprint,
+        });
     if let Some(claim) = &claim {
         match store::earlier_within_window(&state.db, claim).await? {
             Some(Created::Replay(answer)) => return Ok(accepted(answer, true)),

@@ -20,7 +20,7 @@ use crate::chain::{Attempt, AttemptOutcome, Chain, Resolution};
 use crate::report::{Report, ReportEntry};
 use crate::requirement::{dedupe, Requirement};
 use crate::source::Origin;
-use crate::{Secret, SecretLookup};
+use crate::{ChainConfig, Environment, ProcessVars, Secret, SecretLookup, Vars};
 
 #[derive(Debug, Default)]
 struct Entry {
@@ -67,6 +67,18 @@ pub struct SecretStore {
 }
 
 impl SecretStore {
+    /// The store a process runs with: the chain configured from the process environment
+    /// for `environment` (docs/SECRETS.md). `Err` lists every configuration problem.
+    pub fn for_process(environment: Environment) -> Result<std::sync::Arc<Self>, Vec<String>> {
+        let vars: std::sync::Arc<dyn Vars> = std::sync::Arc::new(ProcessVars);
+        let config = ChainConfig::from_vars(&*vars, environment)?;
+        let chain = Chain::from_config(&config, vars).map_err(|e| vec![e])?;
+        Ok(std::sync::Arc::new(SecretStore::new(
+            chain,
+            config.refresh_interval,
+        )))
+    }
+
     pub fn new(chain: Chain, refresh_interval: Duration) -> Self {
         let (changes, _) = watch::channel(0);
         SecretStore {
