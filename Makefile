@@ -27,9 +27,16 @@ test: deps-test build
 build:
 	$(CARGO) build --workspace --bins --examples
 
+# Each policy is checked on every platform `client_ip` can name (docs/POLICY.md#client_ip).
+CLIENT_IP_PLATFORMS := cloud_run google_load_balancer direct
+
 check-policies: build
 	@for policy in $(POLICIES); do \
-		env $(POLICY_CHECK_ENV) target/debug/gardien check --policy $$policy || exit 1; \
+		for platform in $(CLIENT_IP_PLATFORMS); do \
+			env $(POLICY_CHECK_ENV) GARDIEN_CLIENT_IP=$$platform \
+				target/debug/gardien check --policy $$policy >/dev/null || exit 1; \
+		done; \
+		env $(POLICY_CHECK_ENV) GARDIEN_CLIENT_IP=cloud_run target/debug/gardien check --policy $$policy || exit 1; \
 	done
 
 bench: deps-build

@@ -26,6 +26,7 @@ use pingora::{ErrorSource, ErrorType};
 
 use crate::admin::metrics::Metrics;
 use crate::edge::adaptive::InFlight;
+use crate::edge::client_address::ClientAddress;
 use crate::edge::cors::{CorsOutcome, CorsPolicy, CorsRefusal, OriginHeader};
 use crate::edge::forwarded;
 use crate::edge::jwt::{unix_now, AuthorizationHeader, TokenRejection};
@@ -67,8 +68,9 @@ pub struct RequestCtx {
     in_flight: Option<InFlight>,
     /// Whether the exchange with the upstream failed (for the adaptive controller).
     upstream_failed: bool,
-    /// The client's address for rate limits (behind trusted proxies), found once.
-    client_ip: Option<std::net::IpAddr>,
+    /// The client's address, found once by the policy's `client_ip` rule: the one every
+    /// rate limit, log line and forwarded header uses.
+    client: ClientAddress,
 }
 
 impl RequestCtx {
@@ -271,22 +273,10 @@ impl Gateway {
             return Ok(false);
         };
         let request = session.req_header();
-        // Both phases key on it: parse `X-Forwarded-For` once.
-        let client_ip = *ctx.client_ip.get_or_insert_with(|| {
-            let peer = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-            forwarded::client_ip(
-                peer,
-                request.headers.get_all(X_FORWARDED_FOR).iter(),
-                &policy.trusted_proxies,
-            )
-        });
         let facts = RequestFacts {
             route: route_index,
             route_name: &route.name,
-            client_ip,
+            client_ip: ctx.client.ip,
             user: ctx.identity.as_ref().and_then(|v| v.subject.as_deref()),
             headers: &request.headers,
             factor: policy.loads.get(route.upstream).map_or(1.0, |l| l.factor()),
@@ -491,7 +481,10 @@ impl ProxyHttp for Gateway {
             rate_headers: Vec::new(),
             in_flight: None,
             upstream_failed: false,
-            client_ip: None,
+            client: ClientAddress {
+                ip: std::net::IpAddr::from([0, 0, 0, 0]),
+                forwarded: false,
+            },
         }
     }
 
@@ -500,7 +493,15 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         // Only gardien sets identity headers, on every route: strip the client's first.
         ctx.policy.identity.strip_spoofed(session.req_header_mut());
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
         let request = session.req_header();
+        ctx.client = ctx
+            .policy
+            .client_ip
+            .resolve(peer, request.headers.get_all(X_FORWARDED_FOR).iter());
         ctx.request_id = Some(RequestId::from_client(
             request.headers.get(request_id::HEADER),
         ));
@@ -628,24 +629,11 @@ impl ProxyHttp for Gateway {
             if let Some(signature) = signature {
                 headers.insert(X_GARDIEN_IDENTITY, signature);
             }
-            if let Some(peer) = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip())
-            {
-                let xff = forwarded::forwarded_for(
-                    peer,
-                    incoming.get(X_FORWARDED_FOR),
-                    &policy.trusted_proxies,
-                );
-                let proto = forwarded::forwarded_proto(
-                    peer,
-                    incoming.get(X_FORWARDED_PROTO),
-                    &policy.trusted_proxies,
-                );
-                headers.insert(X_FORWARDED_FOR, xff);
-                headers.insert(X_FORWARDED_PROTO, proto);
-            }
+            headers.insert(X_FORWARDED_FOR, forwarded::forwarded_for(&ctx.client));
+            headers.insert(
+                X_FORWARDED_PROTO,
+                forwarded::forwarded_proto(&ctx.client, incoming.get(X_FORWARDED_PROTO)),
+            );
         }
         let mut rebuilt = RequestHeader::from(parts);
         if let Some(target) = raw_target {
@@ -734,6 +722,7 @@ impl ProxyHttp for Gateway {
             path = session.req_header().uri.path(),
             status,
             route = ctx.route_name(),
+            remote_ip = %ctx.client.ip,
             request_id = ctx.request_id.as_ref().map_or("-", RequestId::as_str),
             seconds,
         );

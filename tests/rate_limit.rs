@@ -103,15 +103,19 @@ async fn the_burst_then_429_with_headers_and_an_honest_retry_after() {
 async fn a_client_cannot_choose_its_key_with_x_forwarded_for() {
     let api = RecordingUpstream::start().await;
     let rules = "    - { name: per-ip, key: ip, rate: 1/min, burst: 2 }";
-    // Untrusted peer (no trusted_proxies): every spoofed address is the same client.
+    // No `client_ip` (the socket peer): every spoofed address is the same client.
     let gateway = GatewayProcess::with_upstream(&policy(rules, "", ""), &api).await;
     let statuses: Vec<u16> =
         futures_statuses(&gateway, &["1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4"]).await;
     assert_eq!(statuses, vec![200, 200, 429, 429]);
 
-    // Behind a trusted proxy (loopback here), the address it appended is the client.
+    // Behind one trusted hop (loopback here), the address it appended is the client.
     let trusted = GatewayProcess::with_upstream(
-        &policy(rules, "", r#"trusted_proxies: ["127.0.0.1/32"]"#),
+        &policy(
+            rules,
+            "",
+            r#"client_ip: { from: x_forwarded_for, trusted_hops: 1, trusted_peers: ["127.0.0.1/32"] }"#,
+        ),
         &api,
     )
     .await;

@@ -2,6 +2,7 @@
 //! `crate::proxy` composes them in order.
 
 pub mod adaptive;
+pub mod client_address;
 pub mod cors;
 pub mod forwarded;
 pub mod identity;

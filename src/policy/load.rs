@@ -11,12 +11,12 @@ use super::diagnostics::{Diagnostics, PolicyError, Problem};
 use super::env::{expand, Env};
 use super::model::{Policy, ServerSettings};
 use super::schema::{
-    CorsSpec, Environment, JwtSpec, RateLimitsSpec, RouteSpec, SecurityHeadersSpec, ServerSpec,
-    UpstreamSpec,
+    ClientIpSpec, CorsSpec, Environment, JwtSpec, RateLimitsSpec, RouteSpec, SecurityHeadersSpec,
+    ServerSpec, UpstreamSpec,
 };
 use crate::edge::adaptive::{AdaptiveSettings, UpstreamLoad};
+use crate::edge::client_address::ClientAddressPolicy;
 use crate::edge::cors::CorsPolicy;
-use crate::edge::forwarded::TrustedProxies;
 use crate::edge::identity::IdentityPolicy;
 use crate::edge::jwt::JwtPolicy;
 use crate::edge::rate_limit::RateLimits;
@@ -30,7 +30,7 @@ const SECTIONS: [&str; 11] = [
     "environment",
     "listen",
     "admin_listen",
-    "trusted_proxies",
+    "client_ip",
     "upstreams",
     "routes",
     "cors",
@@ -186,7 +186,7 @@ struct Sections {
     environment: Option<Environment>,
     listen: Option<String>,
     admin_listen: Option<String>,
-    trusted_proxies: Vec<String>,
+    client_ip: Option<ClientIpSpec>,
     upstreams: Vec<(String, Option<UpstreamSpec>)>,
     routes: Vec<RouteSpec>,
     /// `None`: no `routes:` key; `Some(n)`: n entries, some of which may have failed to read.
@@ -223,9 +223,15 @@ fn read_sections(root: Value, diag: &mut Diagnostics) -> Sections {
             "environment" => s.environment = section(value, "environment", diag),
             "listen" => s.listen = section(value, "listen", diag),
             "admin_listen" => s.admin_listen = section(value, "admin_listen", diag),
-            "trusted_proxies" => {
-                s.trusted_proxies = section(value, "trusted_proxies", diag).unwrap_or_default()
-            }
+            "client_ip" => s.client_ip = read_client_ip(value, diag),
+            "trusted_proxies" => diag.error(
+                "trusted_proxies",
+                "replaced by `client_ip`, which says how the client address is found: \
+                 `client_ip: google_load_balancer` behind Google's external Application Load \
+                 Balancer, `client_ip: cloud_run` on Cloud Run, `client_ip: direct` when \
+                 exposed directly, or `{ from: x_forwarded_for, trusted_hops: N, \
+                 trusted_peers: [CIDR…] }` (docs/POLICY.md#client_ip)",
+            ),
             "upstreams" => s.upstreams = read_upstreams(value, diag),
             "routes" => {
                 s.routes_declared = Some(value.as_sequence().map_or(0, Vec::len));
@@ -318,6 +324,21 @@ fn section<T: DeserializeOwned>(value: Value, path: &str, diag: &mut Diagnostics
     }
 }
 
+/// `client_ip:`: a preset name or a mapping.
+fn read_client_ip(value: Value, diag: &mut Diagnostics) -> Option<ClientIpSpec> {
+    match value {
+        Value::String(name) => Some(ClientIpSpec::Preset(name)),
+        value @ Value::Mapping(_) => section(value, "client_ip", diag).map(ClientIpSpec::Custom),
+        _ => {
+            diag.error(
+                "client_ip",
+                "a preset (direct, cloud_run, google_load_balancer) or a mapping { from: peer | x_forwarded_for, trusted_hops: N }",
+            );
+            None
+        }
+    }
+}
+
 fn read_upstreams(value: Value, diag: &mut Diagnostics) -> Vec<(String, Option<UpstreamSpec>)> {
     let Value::Mapping(map) = value else {
         diag.error("upstreams", "a mapping of name → { url: … }");
@@ -393,7 +414,19 @@ fn compile(
             diag.error("admin_listen", "must differ from `listen`");
         }
     }
-    let trusted_proxies = TrustedProxies::compile(&s.trusted_proxies, diag);
+    if s.client_ip.is_none() && environment != Environment::Dev {
+        diag.error(
+            "client_ip",
+            format!(
+                "missing (required in {}): say how the client address is found, or every \
+                 user behind a load balancer shares one rate-limit bucket: \
+                 `google_load_balancer`, `cloud_run`, `direct`, or \
+                 {{ from: x_forwarded_for, trusted_hops: N }} (docs/POLICY.md#client_ip)",
+                environment.as_str()
+            ),
+        );
+    }
+    let client_ip = ClientAddressPolicy::compile(s.client_ip.as_ref(), diag);
 
     let names: Vec<String> = s.upstreams.iter().map(|(name, _)| name.clone()).collect();
     let mut upstreams = Vec::with_capacity(s.upstreams.len());
@@ -445,7 +478,7 @@ fn compile(
         environment: s.environment?,
         listen: listen?,
         admin_listen: admin_listen?,
-        trusted_proxies,
+        client_ip,
         upstreams,
         router,
         cors: cors?,
@@ -683,11 +716,30 @@ cors:
             ),
             ("GARDIEN_INTERNAL_SECRET".to_owned(), "x".repeat(48)),
         ]);
-        for name in ["dev.yaml", "staging.yaml", "production.yaml"] {
-            let loaded =
-                load_file(&root.join(name), &env).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert!(loaded.warnings.is_empty(), "{name}: {:?}", loaded.warnings);
+        for platform in ["cloud_run", "google_load_balancer", "direct"] {
+            let mut env = env.clone();
+            env.insert("GARDIEN_CLIENT_IP".to_owned(), platform.to_owned());
+            for name in ["dev.yaml", "staging.yaml", "production.yaml"] {
+                let loaded = load_file(&root.join(name), &env)
+                    .unwrap_or_else(|e| panic!("{name} on {platform}: {e}"));
+                assert!(loaded.warnings.is_empty(), "{name}: {:?}", loaded.warnings);
+                assert!(
+                    loaded.policy.summary().contains(platform),
+                    "{name}: {}",
+                    loaded.policy.summary()
+                );
+            }
         }
+        // Production without the platform named refuses, naming the variable.
+        let refused = load_file(&root.join("production.yaml"), &env).expect_err("no platform");
+        assert!(
+            refused
+                .problems
+                .iter()
+                .any(|p| p.path == "client_ip" && p.message.contains("GARDIEN_CLIENT_IP")),
+            "{:?}",
+            refused.problems
+        );
         let dev = load_file(&root.join("dev.yaml"), &no_env()).expect("dev needs no variable");
         let warned: Vec<_> = dev.warnings.iter().map(|w| w.path.as_str()).collect();
         assert_eq!(

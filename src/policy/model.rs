@@ -8,7 +8,7 @@ use crate::edge::cors::CorsPolicy;
 use std::sync::Arc;
 
 use crate::edge::adaptive::{AdaptiveSettings, UpstreamLoad};
-use crate::edge::forwarded::TrustedProxies;
+use crate::edge::client_address::ClientAddressPolicy;
 use crate::edge::identity::IdentityPolicy;
 use crate::edge::jwt::JwtPolicy;
 use crate::edge::rate_limit::RateLimits;
@@ -25,7 +25,8 @@ pub struct Policy {
     pub listen: SocketAddr,
     /// Where `/healthz`, `/readyz`, `/metrics` and `/status` listen.
     pub admin_listen: SocketAddr,
-    pub trusted_proxies: TrustedProxies,
+    /// How the client address is found (`client_ip:`).
+    pub client_ip: ClientAddressPolicy,
     /// In the order of the file; routes refer to them by index.
     pub upstreams: Vec<Upstream>,
     pub router: Router,
@@ -57,7 +58,7 @@ impl Policy {
     pub fn summary(&self) -> String {
         let (exact, patterns) = self.cors.origin_counts();
         format!(
-            "environment {}, listen {}, admin {}, {} upstream(s), {} route(s) ({} public), CORS {} origin(s) + {} pattern(s), {} security header(s), {} JWT issuer(s), {} rate-limit rule(s)",
+            "environment {}, listen {}, admin {}, {} upstream(s), {} route(s) ({} public), CORS {} origin(s) + {} pattern(s), {} security header(s), {} JWT issuer(s), {} rate-limit rule(s), {}",
             self.environment.as_str(),
             self.listen,
             self.admin_listen,
@@ -73,6 +74,7 @@ impl Policy {
             self.security_headers.names().count(),
             self.jwt.as_ref().map_or(0, |j| j.issuers().len()),
             self.rate_limits.rules().len(),
+            self.client_ip.describe(),
         )
     }
 

@@ -12,6 +12,38 @@ use serde::Deserialize;
 /// gardien-backend (`GARDIEN_ENVIRONMENT`) and the secrets chain.
 pub use gardien_secrets::Environment;
 
+/// `client_ip:`: how the client's address is found (see `crate::edge::client_address`).
+/// A preset name (`direct`, `cloud_run`, `google_load_balancer`) or a mapping. Read by the
+/// loader by hand: a string is a preset, a mapping a [`ClientIpCustomSpec`].
+#[derive(Debug, Clone)]
+pub enum ClientIpSpec {
+    Preset(String),
+    Custom(ClientIpCustomSpec),
+}
+
+/// `client_ip:` written out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientIpCustomSpec {
+    /// `peer` (the socket peer) or `x_forwarded_for`.
+    pub from: ClientIpFrom,
+    /// With `x_forwarded_for`: how many entries the platform appends to the header; the
+    /// client is that many entries from the right. Required there, 1 to 16.
+    #[serde(default)]
+    pub trusted_hops: Option<u64>,
+    /// With `x_forwarded_for`: CIDRs of the peers allowed to forward; empty: any peer.
+    #[serde(default)]
+    pub trusted_peers: Vec<String>,
+}
+
+/// `client_ip.from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientIpFrom {
+    Peer,
+    XForwardedFor,
+}
+
 /// One entry of `upstreams:`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
