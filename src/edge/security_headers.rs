@@ -148,6 +148,22 @@ impl SecurityHeaders {
             ),
             _ => {}
         }
+        // Preloading is a request to browser vendors to hard-code the domain as https-only:
+        // undoing it takes months and `max-age` keeps it for years. gardien serves an API
+        // host, where nothing needs it; only an operator who means it writes it.
+        let preload = hsts.is_some_and(|v| {
+            v.split(';')
+                .any(|directive| directive.trim().eq_ignore_ascii_case("preload"))
+        });
+        if preload {
+            diag.warn(
+                "security_headers.strict_transport_security",
+                "`preload` asks browsers to hard-code this domain (and, with \
+                 includeSubDomains, every subdomain) as https-only; removal from the preload \
+                 lists takes months and max-age keeps it for up to two years. Keep it only if \
+                 the whole domain is meant to be https forever (docs/POLICY.md)",
+            );
+        }
     }
 
     /// Removes the upstream's identifying headers and sets the security headers.
@@ -251,6 +267,24 @@ mod tests {
         let (headers, diag) = compile(&spec, Environment::Dev);
         assert!(headers.is_some());
         assert_eq!(diag.warnings().len(), 1);
+    }
+
+    #[test]
+    fn hsts_preload_is_allowed_with_a_warning() {
+        let spec = SecurityHeadersSpec {
+            strict_transport_security: Some("max-age=63072000; includeSubDomains; preload".into()),
+            ..Default::default()
+        };
+        let (headers, diag) = compile(&spec, Environment::Production);
+        assert!(headers.is_some());
+        assert_eq!(diag.warnings().len(), 1);
+        assert!(diag.warnings()[0].message.contains("preload"));
+        let spec = SecurityHeadersSpec {
+            strict_transport_security: Some("max-age=63072000; includeSubDomains".into()),
+            ..Default::default()
+        };
+        let (_, diag) = compile(&spec, Environment::Production);
+        assert!(diag.warnings().is_empty());
     }
 
     #[test]
