@@ -1,45 +1,32 @@
-//! Answers the gateway writes itself, and their one JSON shape:
+//! Answers the gateway writes itself, in the envelope both binaries share
+//! (`crates/gardien-errors`):
 //! `{"error":{"code":"<snake_case>","message":"<human text>","request_id":"<id>"}}`.
 //!
-//! Codes are stable (clients and alerts match on them); messages are for humans and never
-//! carry internal details such as upstream addresses or error chains.
+//! Codes are [`ErrorCode`]s, each with its status, listed once in that crate; messages are
+//! for humans and never carry internal details such as upstream addresses or error chains.
 
 use std::borrow::Cow;
 
 use bytes::Bytes;
+pub use gardien_errors::ErrorCode;
 use http::{HeaderName, HeaderValue, StatusCode};
-use serde::Serialize;
 
 /// One gateway-generated error response.
 #[derive(Debug, Clone)]
 pub struct GatewayError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: Cow<'static, str>,
     /// Headers specific to this error (`Allow` on a 405).
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
-}
-
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
-    request_id: &'a str,
-}
-
 impl GatewayError {
-    pub fn new(
-        status: StatusCode,
-        code: &'static str,
-        message: impl Into<Cow<'static, str>>,
-    ) -> Self {
+    /// An answer with `code`, at the status the code goes with.
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
         GatewayError {
-            status,
+            status: StatusCode::from_u16(code.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             code,
             message: message.into(),
             headers: Vec::new(),
@@ -52,17 +39,12 @@ impl GatewayError {
     }
 
     pub fn route_not_found() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "route_not_found",
-            "no route matches this path",
-        )
+        Self::new(ErrorCode::RouteNotFound, "no route matches this path")
     }
 
     pub fn method_not_allowed(allow: HeaderValue) -> Self {
         Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             "this route does not accept this method",
         )
         .with_header(http::header::ALLOW, allow)
@@ -70,57 +52,48 @@ impl GatewayError {
 
     pub fn bad_path() -> Self {
         Self::new(
-            StatusCode::BAD_REQUEST,
-            "bad_path",
+            ErrorCode::BadPath,
             "the request path contains dot-segments, encoded separators or control characters",
         )
     }
 
     pub fn upstream_unreachable(upstream: &str) -> Self {
         Self::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_unreachable",
+            ErrorCode::UpstreamUnreachable,
             format!("the upstream `{upstream}` could not be reached"),
         )
     }
 
     pub fn upstream_timeout(upstream: &str) -> Self {
         Self::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream_timeout",
+            ErrorCode::UpstreamTimeout,
             format!("the upstream `{upstream}` did not answer in time"),
         )
     }
 
     pub fn upstream_error(upstream: &str) -> Self {
         Self::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
+            ErrorCode::UpstreamError,
             format!("the upstream `{upstream}` sent an invalid or incomplete response"),
         )
     }
 
     pub fn headers_too_large() -> Self {
         Self::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
+            ErrorCode::HeadersTooLarge,
             "the request headers are larger than this gateway accepts",
         )
     }
 
     /// `401` for a refused token, with `WWW-Authenticate` as RFC 6750 §3 has it: no error
     /// code when the request carried no token, `invalid_token` otherwise.
-    pub fn unauthorized(
-        code: &'static str,
-        description: &'static str,
-        token_present: bool,
-    ) -> Self {
+    pub fn unauthorized(code: ErrorCode, description: &'static str, token_present: bool) -> Self {
         let challenge = if token_present {
             format!("Bearer realm=\"gardien\", error=\"invalid_token\", error_description=\"{description}\"")
         } else {
             "Bearer realm=\"gardien\"".to_owned()
         };
-        Self::new(StatusCode::UNAUTHORIZED, code, description).with_header(
+        Self::new(code, description).with_header(
             http::header::WWW_AUTHENTICATE,
             HeaderValue::from_str(&challenge)
                 .unwrap_or_else(|_| HeaderValue::from_static("Bearer")),
@@ -130,8 +103,7 @@ impl GatewayError {
     /// `403` for a valid token without the role a route requires.
     pub fn insufficient_role() -> Self {
         Self::new(
-            StatusCode::FORBIDDEN,
-            "insufficient_role",
+            ErrorCode::InsufficientRole,
             "the token does not carry a role this route requires",
         )
         .with_header(
@@ -145,8 +117,7 @@ impl GatewayError {
     /// `429` from rule `rule`; come back after `retry_after_secs`.
     pub fn rate_limited(rule: &str, retry_after_secs: u64) -> Self {
         Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!("too many requests (rule `{rule}`); retry after {retry_after_secs}s"),
         )
         .with_header(
@@ -158,46 +129,31 @@ impl GatewayError {
     /// `503` when an upstream has as many requests in flight as it may.
     pub fn overloaded(upstream: &str) -> Self {
         Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
+            ErrorCode::Overloaded,
             format!("the upstream `{upstream}` is at capacity; retry shortly"),
         )
         .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1"))
     }
 
     pub fn bad_request() -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "the request could not be read",
-        )
+        Self::new(ErrorCode::BadRequest, "the request could not be read")
     }
 
     pub fn internal() -> Self {
         Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
+            ErrorCode::InternalError,
             "the gateway failed to handle this request",
         )
     }
 
     /// The JSON body, naming the request id so a user's report can be found in the logs.
     pub fn body(&self, request_id: &str) -> Bytes {
-        let body = Body {
-            error: Inner {
-                code: self.code,
-                message: &self.message,
-                request_id,
-            },
-        };
-        // Serialising plain strings into a Vec cannot fail; the fallback keeps the shape.
-        serde_json::to_vec(&body)
-            .map(Bytes::from)
-            .unwrap_or_else(|_| {
-                Bytes::from_static(
-                    br#"{"error":{"code":"internal_error","message":"","request_id":""}}"#,
-                )
-            })
+        Bytes::from(gardien_errors::render(
+            self.code,
+            &self.message,
+            request_id,
+            &[],
+        ))
     }
 }
 

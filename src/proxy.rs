@@ -214,8 +214,7 @@ impl Gateway {
             let reason = CorsRefusal::MalformedOrigin;
             self.record_cors_refusal(ctx, None, reason);
             ctx.cors = CorsOutcome::Refused(reason);
-            let error =
-                GatewayError::new(StatusCode::FORBIDDEN, reason.error_code(), reason.message());
+            let error = GatewayError::new(reason.error_code(), reason.message());
             return self.respond(session, ctx, &error).await;
         };
         match ctx
@@ -230,8 +229,7 @@ impl Gateway {
             Err(reason) => {
                 self.record_cors_refusal(ctx, Some(&origin), reason);
                 ctx.cors = CorsOutcome::Refused(reason);
-                let error =
-                    GatewayError::new(StatusCode::FORBIDDEN, reason.error_code(), reason.message());
+                let error = GatewayError::new(reason.error_code(), reason.message());
                 self.respond(session, ctx, &error).await
             }
         }

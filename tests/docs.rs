@@ -30,17 +30,33 @@ fn every_gateway_metric_is_in_observability_md() {
     let docs = read("docs/OBSERVABILITY.md");
     let names = metric_names(&["src/admin/metrics.rs"]);
     assert!(names.len() > 10, "{names:?}");
-    let missing: Vec<_> = names.iter().filter(|n| !docs.contains(n.as_str())).collect();
-    assert!(missing.is_empty(), "undocumented in docs/OBSERVABILITY.md: {missing:?}");
+    let missing: Vec<_> = names
+        .iter()
+        .filter(|n| !docs.contains(n.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "undocumented in docs/OBSERVABILITY.md: {missing:?}"
+    );
 }
 
 #[test]
 fn every_backend_metric_is_documented() {
-    let docs = ["docs/OBSERVABILITY.md", "docs/BACKEND.md", "docs/DELIVERY.md"]
-        .map(read)
-        .join("\n");
+    let docs = [
+        "docs/OBSERVABILITY.md",
+        "docs/BACKEND.md",
+        "docs/DELIVERY.md",
+    ]
+    .map(read)
+    .join("\n");
     let names = metric_names(&["backend/src/metrics.rs"]);
     assert!(names.len() > 3, "{names:?}");
-    let missing: Vec<_> = names.iter().filter(|n| !docs.contains(n.as_str())).collect();
-    assert!(missing.is_empty(), "undocumented backend metrics: {missing:?}");
+    let missing: Vec<_> = names
+        .iter()
+        .filter(|n| !docs.contains(n.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "undocumented backend metrics: {missing:?}"
+    );
 }

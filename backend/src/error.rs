@@ -1,5 +1,5 @@
-//! The one error type of the backend, and its one JSON shape — the same as the gateway's,
-//! plus the fields a request got wrong:
+//! The one error type of the backend. Its JSON envelope and its codes are the gateway's
+//! (`crates/gardien-errors`), plus the fields a request got wrong:
 //!
 //! `{"error":{"code":"<snake_case>","message":"<human text>","request_id":"<id>","fields":[{"path","message"}]}}`
 //!
@@ -9,30 +9,27 @@
 
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
-/// A field a request got wrong.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct FieldError {
-    /// Dotted path in the JSON body, or the query parameter's name.
-    pub path: String,
-    pub message: String,
-}
+/// The envelope as the OpenAPI document describes it, a field a request got wrong, and the
+/// one list of codes: shared with the gateway.
+pub use gardien_errors::{ErrorBody, ErrorCode, ErrorDetail, FieldError};
 
 /// An error answer.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub fields: Vec<FieldError>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An answer with `code`, at the status the code goes with.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
+            status: StatusCode::from_u16(code.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             code,
             message: message.into(),
             fields: Vec::new(),
@@ -51,8 +48,7 @@ impl ApiError {
     /// `400 validation_failed` naming several fields.
     pub fn fields(fields: Vec<FieldError>) -> Self {
         let mut error = Self::new(
-            StatusCode::BAD_REQUEST,
-            "validation_failed",
+            ErrorCode::ValidationFailed,
             "the request is invalid; see `fields`",
         );
         error.fields = fields;
@@ -60,31 +56,28 @@ impl ApiError {
     }
 
     /// `422` with a code of the caller's choosing (a rule of the domain, not a shape error).
-    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    pub fn unprocessable(code: ErrorCode, message: impl Into<String>) -> Self {
+        let mut error = Self::new(code, message);
+        error.status = StatusCode::UNPROCESSABLE_ENTITY;
+        error
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
     }
 
     pub fn unauthenticated(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+        Self::new(ErrorCode::Unauthenticated, message)
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(ErrorCode::Forbidden, message)
     }
 
     /// `412`: the `If-Match` does not match the current `ETag`.
     pub fn precondition_failed() -> Self {
         Self::new(
-            StatusCode::PRECONDITION_FAILED,
-            "precondition_failed",
+            ErrorCode::PreconditionFailed,
             "the resource changed since you read it (If-Match does not match its ETag); read it again",
         )
     }
@@ -93,8 +86,7 @@ impl ApiError {
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
         Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
+            ErrorCode::InternalError,
             "the service failed to handle this request",
         )
     }
@@ -114,7 +106,7 @@ impl From<sqlx::Error> for ApiError {
 /// The parts of an error, carried to the request-id middleware that renders them.
 #[derive(Debug, Clone)]
 pub struct ErrorParts {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub fields: Vec<FieldError>,
 }
@@ -134,44 +126,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
-}
-
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
-    request_id: &'a str,
-    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
-    fields: &'a [FieldError],
-}
-
 /// The JSON body of an error.
 pub fn render(parts: &ErrorParts, request_id: &str) -> Vec<u8> {
-    serde_json::to_vec(&Body {
-        error: Inner {
-            code: parts.code,
-            message: &parts.message,
-            request_id,
-            fields: &parts.fields,
-        },
-    })
-    .unwrap_or_default()
-}
-
-/// The error body as the OpenAPI document describes it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    pub code: String,
-    pub message: String,
-    pub request_id: String,
-    #[serde(default)]
-    pub fields: Vec<FieldError>,
+    gardien_errors::render(parts.code, &parts.message, request_id, &parts.fields)
 }

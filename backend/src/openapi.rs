@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
         title = "gardien-backend",
         description = "Notification preferences, reports and notification templates. Called through gardien, which verifies the caller's token and forwards X-User-Id, X-User-Email and X-User-Roles, signed in X-Gardien-Identity.",
     ),
-    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::error::FieldError)),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::error::ErrorCode, crate::error::FieldError)),
     modifiers(&Identity),
     security(("gardien_identity" = []))
 )]

@@ -40,6 +40,22 @@ async fn openapi_document_is_served() {
         "{}",
         answer.json
     );
+    // The error codes are the shared list, as an enum clients can generate code from.
+    let codes: Vec<&str> = answer.json["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .expect("ErrorCode enum")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    let shared: Vec<&str> = gardien_errors::ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    assert_eq!(codes, shared);
+    assert_eq!(
+        answer.json["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["$ref"],
+        "#/components/schemas/ErrorCode"
+    );
     app.finish().await;
 }
 

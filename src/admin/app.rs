@@ -1,5 +1,6 @@
 //! The admin HTTP app, served by Pingora on `admin_listen`.
 
+use gardien_errors::ErrorCode;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -110,9 +111,9 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let request = session.req_header();
         if request.method != http::Method::GET && request.method != http::Method::HEAD {
-            return json_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &json!({"error": {"code": "method_not_allowed", "message": "the admin listener answers GET only"}}),
+            return error_response(
+                ErrorCode::MethodNotAllowed,
+                "the admin listener answers GET only",
             );
         }
         match request.uri.path() {
@@ -124,12 +125,23 @@ impl ServeHttp for AdminApp {
                 self.metrics.render(),
             ),
             "/status" => self.status(),
-            _ => json_response(
-                StatusCode::NOT_FOUND,
-                &json!({"error": {"code": "not_found", "message": "admin paths: /healthz /readyz /metrics /status"}}),
+            _ => error_response(
+                ErrorCode::NotFound,
+                "admin paths: /healthz /readyz /metrics /status",
             ),
         }
     }
+}
+
+/// An error in the envelope of every gardien answer, with a request id of its own.
+fn error_response(code: ErrorCode, message: &str) -> Response<Vec<u8>> {
+    let id = crate::edge::request_id::RequestId::generate();
+    let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response(
+        status,
+        "application/json",
+        gardien_errors::render(code, message, id.as_str(), &[]),
+    )
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Vec<u8>> {

@@ -55,12 +55,13 @@ impl CorsRefusal {
     }
 
     /// The `code` of the JSON error answering a refused preflight.
-    pub fn error_code(self) -> &'static str {
+    pub fn error_code(self) -> gardien_errors::ErrorCode {
+        use gardien_errors::ErrorCode;
         match self {
-            CorsRefusal::MalformedOrigin => "cors_malformed_origin",
-            CorsRefusal::OriginNotAllowed => "cors_origin_not_allowed",
-            CorsRefusal::MethodNotAllowed => "cors_method_not_allowed",
-            CorsRefusal::HeaderNotAllowed => "cors_header_not_allowed",
+            CorsRefusal::MalformedOrigin => ErrorCode::CorsMalformedOrigin,
+            CorsRefusal::OriginNotAllowed => ErrorCode::CorsOriginNotAllowed,
+            CorsRefusal::MethodNotAllowed => ErrorCode::CorsMethodNotAllowed,
+            CorsRefusal::HeaderNotAllowed => ErrorCode::CorsHeaderNotAllowed,
         }
     }
 

@@ -11,6 +11,7 @@
 //! The token's `iss` (read before the signature is checked) only *selects* which issuer's
 //! rules and keys apply; it is verified again with the signature.
 
+use gardien_errors::ErrorCode;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -56,18 +57,19 @@ pub enum TokenRejection {
 }
 
 impl TokenRejection {
-    pub fn code(self) -> &'static str {
+    /// The error code of the `401` (and the `reason` label of the metric).
+    pub fn code(self) -> ErrorCode {
         match self {
-            TokenRejection::Missing => "token_missing",
-            TokenRejection::Malformed => "token_malformed",
-            TokenRejection::Expired => "token_expired",
-            TokenRejection::NotYetValid => "token_not_yet_valid",
-            TokenRejection::BadSignature => "bad_signature",
-            TokenRejection::UnknownKey => "unknown_key",
-            TokenRejection::AlgNotAllowed => "alg_not_allowed",
-            TokenRejection::WrongIssuer => "wrong_issuer",
-            TokenRejection::WrongAudience => "wrong_audience",
-            TokenRejection::ClaimMissing => "claim_missing",
+            TokenRejection::Missing => ErrorCode::TokenMissing,
+            TokenRejection::Malformed => ErrorCode::TokenMalformed,
+            TokenRejection::Expired => ErrorCode::TokenExpired,
+            TokenRejection::NotYetValid => ErrorCode::TokenNotYetValid,
+            TokenRejection::BadSignature => ErrorCode::BadSignature,
+            TokenRejection::UnknownKey => ErrorCode::UnknownKey,
+            TokenRejection::AlgNotAllowed => ErrorCode::AlgNotAllowed,
+            TokenRejection::WrongIssuer => ErrorCode::WrongIssuer,
+            TokenRejection::WrongAudience => ErrorCode::WrongAudience,
+            TokenRejection::ClaimMissing => ErrorCode::ClaimMissing,
         }
     }
 
@@ -227,7 +229,7 @@ impl JwtPolicy {
         let token = match bearer_token(authorization) {
             Ok(token) => token,
             Err(rejection) => {
-                metrics.jwt_validation("none", Some(rejection.code()));
+                metrics.jwt_validation("none", Some(rejection.code().as_str()));
                 return Err(rejection);
             }
         };
@@ -246,7 +248,7 @@ impl JwtPolicy {
         metrics.jwt_cache(false);
         let (issuer, result) = self.verify(token, now, identity, metrics).await;
         let label = issuer.map_or("unknown", |i| self.issuers[i].name.as_str());
-        metrics.jwt_validation(label, result.as_ref().err().map(|r| r.code()));
+        metrics.jwt_validation(label, result.as_ref().err().map(|r| r.code().as_str()));
         if let Ok(verified) = &result {
             self.cache.insert(token, Arc::clone(verified));
         }

@@ -30,7 +30,7 @@ use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::identity::Caller;
 use crate::json::StrictJson;
 use crate::AppState;
@@ -97,7 +97,7 @@ fn accepted(answer: SendAnswer, replay: bool) -> Response {
 
 fn key_reused() -> ApiError {
     ApiError::unprocessable(
-        "idempotency_key_reused",
+        ErrorCode::IdempotencyKeyReused,
         "this idempotency key was used in the last 24 hours for a different request",
     )
 }

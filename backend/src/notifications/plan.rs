@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::db::Db;
 use crate::delivery::provider::Channel;
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::notifications::model::{reason, Checked, DeliveryStatus, RenderedMessage};
 use crate::preferences::model::{Channel as PreferenceChannel, Preferences, SECURITY};
 use crate::preferences::store as preferences;
@@ -98,7 +98,7 @@ pub async fn plan(db: &Db, request: &Checked, now: jiff::Timestamp) -> Result<Pl
                     request.template_key
                 ),
             }],
-            ..ApiError::unprocessable("unknown_template", "no template has this key")
+            ..ApiError::unprocessable(ErrorCode::UnknownTemplate, "no template has this key")
         });
     }
     let chosen: Vec<(Channel, StoredTemplate)> = match &request.channels {
@@ -123,7 +123,7 @@ pub async fn plan(db: &Db, request: &Checked, now: jiff::Timestamp) -> Result<Pl
                 return Err(ApiError {
                     fields: missing,
                     ..ApiError::unprocessable(
-                        "template_missing",
+                        ErrorCode::TemplateMissing,
                         "a channel asked for has no template under this key",
                     )
                 });

@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use crate::db::{now_micros, Db};
 use crate::delivery::provider::Channel;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::notifications::idempotency::{Claim, WINDOW};
 use crate::notifications::model::{
     AttemptView, DeliveryStatus, DeliveryView, NotificationView, RenderedMessage, SendAnswer,
@@ -77,8 +77,7 @@ pub async fn create(
                 // Expired and removed between our insert and this read: the caller may
                 // simply retry.
                 ApiError::new(
-                    axum::http::StatusCode::CONFLICT,
-                    "conflict",
+                    ErrorCode::Conflict,
                     "the idempotency key changed hands during this request; retry",
                 )
             });

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, ErrorCode, FieldError};
 
 use super::merge;
 use super::model::{
@@ -193,7 +193,7 @@ pub fn security(preferences: &Preferences) -> Result<(), ApiError> {
         return Ok(());
     }
     let mut error = ApiError::unprocessable(
-        "security_notifications_required",
+                ErrorCode::SecurityNotificationsRequired,
         "security notifications cannot be turned off: they always go by email and in-app, so channels.email, channels.in_app, categories.security.email and categories.security.in_app must stay true; nothing was changed",
     );
     error.fields = fields;

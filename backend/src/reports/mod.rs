@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::db::now_micros;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::identity::Caller;
 use crate::json::StrictJson;
 use crate::reports::model::{ListQuery, NewReport, Report, ReportPage, StatusChange};
@@ -177,8 +177,7 @@ async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Report, 
 
 fn invalid_transition(from: model::ReportStatus, to: model::ReportStatus) -> ApiError {
     ApiError::new(
-        StatusCode::CONFLICT,
-        "invalid_transition",
+                ErrorCode::InvalidTransition,
         format!(
             "a report cannot go from `{}` to `{}`; allowed: pending → processing, processing → ready, processing → failed",
             from.as_str(),

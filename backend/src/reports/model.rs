@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::reports::cursor::{self, Cursor};
 
 /// Longest title, in characters (Unicode scalar values, as JSON Schema counts them).
@@ -137,8 +137,7 @@ impl NewReport {
         let payload = serde_json::to_string(&self.payload).map_err(ApiError::internal)?;
         if payload.len() > PAYLOAD_MAX {
             let mut error = ApiError::new(
-                http::StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!("`payload` is larger than {PAYLOAD_MAX} bytes once serialized"),
             );
             error.fields = vec![field(

@@ -32,7 +32,7 @@ use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, ErrorBody, FieldError};
+use crate::error::{ApiError, ErrorBody, ErrorCode, FieldError};
 use crate::identity::Caller;
 use crate::json::StrictJson;
 use crate::AppState;
@@ -153,7 +153,7 @@ fn changed(outcome: Changed) -> Result<Response, ApiError> {
         Changed::NotFound => Err(ApiError::not_found("template")),
         Changed::PreconditionFailed => Err(ApiError::precondition_failed()),
         Changed::ChannelMismatch(channel) => Err(ApiError::unprocessable(
-            "channel_immutable",
+                ErrorCode::ChannelImmutable,
             format!(
                 "this template's channel is `{}` and never changes; create another key for another channel",
                 channel.as_str()
@@ -283,8 +283,7 @@ async fn create_template(
     }
     match store::create(&state.db, &key, channel, &content, &caller.user_id).await? {
         Created::Conflict => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
+            ErrorCode::Conflict,
             format!("a template with the key `{key}` exists"),
         )),
         Created::Created(t) => {
@@ -549,7 +548,7 @@ async fn restore_version(
     let (_, content) = stored_version(&state, key, n).await?;
     if let Err(e) = validate(current.channel, &content) {
         let mut error = ApiError::unprocessable(
-            "invalid_version",
+            ErrorCode::InvalidVersion,
             format!("version {n} does not pass today's checks; see `fields`"),
         );
         error.fields = e.fields;
@@ -570,7 +569,7 @@ pub fn render_error(error: RenderError, locale_used: &str) -> ApiError {
     match error {
         RenderError::MissingVariables(names) => {
             let mut e = ApiError::unprocessable(
-                "missing_variables",
+                ErrorCode::MissingVariables,
                 format!(
                     "locale `{locale_used}` uses variables that were not given: {}",
                     names.join(", ")
@@ -587,14 +586,14 @@ pub fn render_error(error: RenderError, locale_used: &str) -> ApiError {
         }
         RenderError::Template { path, message } => {
             let mut e = ApiError::unprocessable(
-                "render_failed",
+                ErrorCode::RenderFailed,
                 format!("the template failed to render: {path}: {message}"),
             );
             e.fields = vec![FieldError { path, message }];
             e
         }
         RenderError::SmsTooLong { .. } => {
-            let mut e = ApiError::unprocessable("sms_too_long", error.to_string());
+            let mut e = ApiError::unprocessable(ErrorCode::SmsTooLong, error.to_string());
             e.fields = vec![FieldError {
                 path: render::part_path(locale_used, Channel::Sms, "text"),
                 message: error.to_string(),
