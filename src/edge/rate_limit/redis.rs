@@ -139,38 +139,7 @@ impl RedisStore {
         };
         let password = spec
             .and_then(|s| s.password_secret.as_deref())
-            .and_then(|name| {
-                if url.as_ref().is_some_and(|u| u.password().is_some()) {
-                    diag.error(
-                        "rate_limits.redis.password_secret",
-                        "the URL holds a password too: give it in one place (the secret)",
-                    );
-                }
-                let password = secrets.get(name).filter(|s| !s.is_empty());
-                let password =
-                    password.and_then(|p| match String::from_utf8(p.expose().to_vec()) {
-                        Ok(p) => Some(p),
-                        Err(_) => {
-                            diag.error(
-                                "rate_limits.redis.password_secret",
-                                format!("secret {name} is not UTF-8 text"),
-                            );
-                            None
-                        }
-                    });
-                if password.is_none()
-                    && !diag
-                        .errors()
-                        .iter()
-                        .any(|e| e.path == "rate_limits.redis.password_secret")
-                {
-                    diag.error(
-                        "rate_limits.redis.password_secret",
-                        format!("secret {name} is not set"),
-                    );
-                }
-                password
-            });
+            .and_then(|name| read_password(name, url.as_ref(), secrets, diag));
         let ca = spec.and_then(|s| s.ca_file.as_deref()).and_then(|path| {
             if url.as_ref().is_some_and(|u| u.scheme() != "rediss") {
                 diag.error(
@@ -381,6 +350,34 @@ impl RedisStore {
                 drop(last);
                 self.fall_back(metrics, &reason);
             }
+        }
+    }
+}
+
+/// The AUTH password from the secret `name`; an error with the field path when it is not
+/// set, not text, or the URL holds a password too.
+fn read_password(
+    name: &str,
+    url: Option<&url::Url>,
+    secrets: &dyn SecretLookup,
+    diag: &mut Diagnostics,
+) -> Option<String> {
+    let path = "rate_limits.redis.password_secret";
+    if url.is_some_and(|u| u.password().is_some()) {
+        diag.error(
+            path,
+            "the URL holds a password too: give it in one place (the secret)",
+        );
+    }
+    let Some(secret) = secrets.get(name).filter(|s| !s.is_empty()) else {
+        diag.error(path, format!("secret {name} is not set"));
+        return None;
+    };
+    match String::from_utf8(secret.expose().to_vec()) {
+        Ok(password) => Some(password),
+        Err(_) => {
+            diag.error(path, format!("secret {name} is not UTF-8 text"));
+            None
         }
     }
 }
