@@ -883,4 +883,25 @@ async fn rediss_with_the_servers_ca_file_shares_limits_and_another_ca_is_refused
     assert!(log.contains("Redis probe failed"), "{log}");
     assert!(log.to_lowercase().contains("certificate"), "{log}");
     assert!(!log.contains("tls-pw-0b7e"), "{log}");
+
+    // No `ca_file`: the system's roots, which do not know the test's CA.
+    let system_roots = GatewayProcess::start(
+        &redis_policy(&url, ", password_secret: REDIS_AUTH"),
+        &[
+            ("API_UPSTREAM_URL", &api.url()),
+            ("REDIS_AUTH", "tls-pw-0b7e"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        system_roots
+            .metric("gardien_rate_limit_store{state=\"fallback\"}")
+            .await,
+        1.0
+    );
+    assert!(
+        system_roots.log().contains("UnknownIssuer"),
+        "{}",
+        system_roots.log()
+    );
 }
