@@ -12,7 +12,8 @@ POLICY_CHECK_ENV := API_UPSTREAM_URL=https://api.example.run.app \
 	JWT_ISSUER=https://id.example.com/ \
 	JWT_AUDIENCE=api.example.com \
 	JWKS_URL=https://id.example.com/.well-known/jwks.json \
-	GARDIEN_INTERNAL_SECRET=example-internal-secret-of-at-least-32-bytes
+	GARDIEN_INTERNAL_SECRET=example-internal-secret-of-at-least-32-bytes \
+	REDIS_URL=redis://10.0.0.3:6379
 
 .PHONY: demo test build check-policies bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench clean
 

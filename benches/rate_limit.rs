@@ -53,7 +53,13 @@ fn local_decisions(c: &mut Criterion) {
             .expect("spec");
     let mut diag = Diagnostics::default();
     let env: std::collections::HashMap<String, String> = Default::default();
-    let limits = RateLimits::compile(&spec, &["api".into()], &env, &mut diag);
+    let limits = RateLimits::compile(
+        &spec,
+        &["api".into()],
+        &env,
+        &gardien::secrets::EnvSecrets(&env),
+        &mut diag,
+    );
     assert!(!diag.has_errors(), "{:?}", diag.errors());
     let metrics = Metrics::new().expect("metrics");
     let headers = HeaderMap::new();

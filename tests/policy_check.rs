@@ -21,6 +21,7 @@ fn gardien(args: &[&str], env: &[(&str, &str)]) -> Output {
         "JWT_AUDIENCE",
         "JWKS_URL",
         "GARDIEN_INTERNAL_SECRET",
+        "REDIS_URL",
         "GARDIEN_LISTEN",
         "GARDIEN_ADMIN_LISTEN",
         "GOOGLE_CLOUD_PROJECT",
@@ -47,7 +48,7 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-const PRODUCTION_ENV: [(&str, &str); 8] = [
+const PRODUCTION_ENV: [(&str, &str); 9] = [
     ("API_UPSTREAM_URL", "https://api-abc123.a.run.app"),
     ("BACKEND_UPSTREAM_URL", "http://10.8.0.4:8081"),
     ("FRONTEND_URL", "https://app.example.com"),
@@ -62,6 +63,7 @@ const PRODUCTION_ENV: [(&str, &str); 8] = [
         "GARDIEN_INTERNAL_SECRET",
         "an-internal-secret-of-at-least-32-bytes!",
     ),
+    ("REDIS_URL", "redis://10.8.0.3:6379"),
 ];
 
 #[test]
@@ -114,6 +116,7 @@ fn production_without_its_environment_names_every_variable() {
         "error: jwt.issuers[0].audiences[0]: environment variable JWT_AUDIENCE is not set",
         "error: jwt.issuers[0].jwks_url: environment variable JWKS_URL is not set",
         "error: jwt.identity_secret: secret GARDIEN_INTERNAL_SECRET is not set",
+        "error: rate_limits.redis.url: environment variable REDIS_URL is not set",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }

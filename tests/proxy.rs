@@ -298,6 +298,8 @@ async fn shipped(name: &str, api: &RecordingUpstream) -> GatewayProcess {
                 "GARDIEN_INTERNAL_SECRET",
                 "test-internal-secret-of-at-least-32-bytes",
             ),
+            // The machine's Redis: staging and production require the variable.
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
         ],
         dir,
     )

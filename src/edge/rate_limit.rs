@@ -4,9 +4,11 @@
 //! Rules whose key does not involve the user run **before** JWT validation (a flood of
 //! bad tokens is limited too); rules keyed by `user` run after it. A refused request gets
 //! `429` with `Retry-After` and never reaches an upstream. Every decision is also described
-//! in the IETF `RateLimit-Policy` / `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers).
+//! in the IETF `RateLimit-Policy` / `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers),
+//! from the GCRA state as [`quota`] maps it.
 
 mod local;
+mod quota;
 mod redis;
 
 use std::fmt::Write as _;
@@ -17,11 +19,13 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName};
 use sha2::{Digest, Sha256};
 
-pub use self::local::{LocalLimiter, SCALE};
+pub use self::local::LocalLimiter;
+pub use self::quota::{Bucket, MAX_BUCKET, SCALE};
 pub use self::redis::{RedisStore, StoreState};
 use crate::admin::metrics::Metrics;
 use crate::policy::schema::{KeySpec, RateLimitsSpec, RuleSpec, StoreSpec};
 use crate::policy::{Diagnostics, Env};
+use crate::secrets::SecretLookup;
 
 const DEFAULT_MAX_KEYS: usize = 100_000;
 const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
@@ -73,23 +77,17 @@ impl Rate {
             .ok_or_else(|| "the period must be more than 0".to_owned())?;
         Ok(Rate { count, period })
     }
-
-    /// The window of the `RateLimit-Policy` header, in whole seconds (at least 1).
-    fn window_secs(&self) -> u64 {
-        self.period.as_secs().max(1)
-    }
 }
 
 /// One decision of one rule.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Decision {
     /// `remaining` requests left now; the bucket is full again after `reset`.
-    Allowed {
-        remaining: u32,
-        reset: Duration,
-    },
+    Allowed { remaining: u32, reset: Duration },
+    /// One request fits again after `retry_after`; the bucket is full after `reset`.
     Refused {
         retry_after: Duration,
+        reset: Duration,
     },
 }
 
@@ -132,6 +130,8 @@ pub struct Rule {
     parts: Vec<KeyPart>,
     rate: Rate,
     burst: u32,
+    /// The whole rule's bucket (the Redis store decides with it).
+    bucket: Bucket,
     headers: bool,
     /// `"login";q=5;w=60`, shared by every request's `RateLimit-Policy`.
     policy_item: Arc<str>,
@@ -265,11 +265,13 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    /// Validates `rate_limits:` against the policy's route names.
+    /// Validates `rate_limits:` against the policy's route names; the Redis password, when
+    /// `redis.password_secret` names one, comes from `secrets`.
     pub fn compile(
         spec: &RateLimitsSpec,
         route_names: &[String],
         env: &dyn Env,
+        secrets: &dyn SecretLookup,
         diag: &mut Diagnostics,
     ) -> RateLimits {
         let _ = env;
@@ -307,7 +309,7 @@ impl RateLimits {
         }
         let store = match store_kind {
             StoreSpec::Local => Store::Local,
-            StoreSpec::Redis => match RedisStore::compile(spec.redis.as_ref(), diag) {
+            StoreSpec::Redis => match RedisStore::compile(spec.redis.as_ref(), secrets, diag) {
                 Some(store) => Store::Redis(Arc::new(store)),
                 None => Store::Local,
             },
@@ -364,11 +366,11 @@ impl RateLimits {
                             .push(rule.item(remaining, ceil_secs(reset)));
                     }
                 }
-                Decision::Refused { retry_after } => {
+                Decision::Refused { retry_after, reset } => {
                     limited.inc();
                     let retry_after_secs = ceil_secs(retry_after).max(1);
                     if rule.headers {
-                        verdict.header_items.push(rule.item(0, retry_after_secs));
+                        verdict.header_items.push(rule.item(0, ceil_secs(reset)));
                     }
                     verdict.refused = Some(Refusal {
                         rule: rule.name.clone(),
@@ -480,6 +482,10 @@ fn compile_rule(
         return None;
     }
     let rate = rate?;
+    let Some(bucket) = Bucket::new(rate, burst) else {
+        diag.error(path("burst"), bucket_problem(rate, burst));
+        return None;
+    };
     // With Redis unreachable, each of N replicas allows its share of the rate and burst.
     let local_rate = Rate {
         count: (rate.count / local_divisor).max(1),
@@ -487,30 +493,39 @@ fn compile_rule(
     };
     let local_burst = (burst / local_divisor).max(1);
     let Some(local) = LocalLimiter::new(local_rate, local_burst, max_keys) else {
-        diag.error(
-            path("rate"),
-            "too high to enforce (at most 10 million a second) or burst too large",
-        );
+        diag.error(path("rate"), bucket_problem(local_rate, local_burst));
         return None;
     };
     Some(Rule {
         name: spec.name.clone(),
         routes: spec.routes.clone(),
-        policy_item: format!(
-            "\"{}\";q={};w={}",
-            spec.name,
-            rate.count,
-            rate.window_secs()
-        )
-        .into(),
+        policy_item: bucket.policy_item(&spec.name).into(),
         quoted_name: format!("\"{}\"", spec.name).into(),
         counters: OnceLock::new(),
         parts,
         rate,
         burst,
+        bucket,
         headers: spec.headers.unwrap_or(true),
         local,
     })
+}
+
+/// Why `rate` with `burst` makes no bucket.
+fn bucket_problem(rate: Rate, burst: u32) -> String {
+    let cells = u128::from(rate.count) * u128::from(SCALE);
+    if rate.period.as_nanos() < cells {
+        "too high to enforce: at most 10 million requests a second".to_owned()
+    } else if burst.checked_mul(SCALE).is_none() {
+        format!("burst too large: at most {}", u32::MAX / SCALE)
+    } else {
+        format!(
+            "burst {burst} at {}/{}s takes more than {} days to refill: lower the burst or raise the rate",
+            rate.count,
+            rate.period.as_secs_f64(),
+            MAX_BUCKET.as_secs() / 86_400
+        )
+    }
 }
 
 impl Rule {
@@ -529,6 +544,10 @@ impl Rule {
 
     pub fn burst(&self) -> u32 {
         self.burst
+    }
+
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
     }
 
     /// Keys tracked by the local limiter.
@@ -594,7 +613,13 @@ mod tests {
         let spec: RateLimitsSpec = serde_yaml::from_str(yaml).expect("spec");
         let env: std::collections::HashMap<String, String> = Default::default();
         let mut diag = Diagnostics::default();
-        let limits = RateLimits::compile(&spec, &["auth".into(), "api".into()], &env, &mut diag);
+        let limits = RateLimits::compile(
+            &spec,
+            &["auth".into(), "api".into()],
+            &env,
+            &crate::secrets::EnvSecrets(&env),
+            &mut diag,
+        );
         (limits, diag)
     }
 

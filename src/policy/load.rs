@@ -127,6 +127,19 @@ pub fn environment_and_jwt(text: &str, env: &dyn Env) -> Option<(Environment, Op
     ))
 }
 
+/// `rate_limits.redis.password_secret` when the store is `redis`, read as far as the text
+/// allows (problems are left to [`parse`]): a secret to resolve before the policy compiles.
+pub fn redis_password_secret(text: &str, env: &dyn Env) -> Option<String> {
+    let mut root = serde_yaml::from_str::<Value>(text).ok()?;
+    let mut ignored = Diagnostics::default();
+    expand_env(&mut root, &mut String::new(), env, &mut ignored);
+    let limits = read_sections(root, &mut ignored).rate_limits;
+    if limits.store != Some(crate::policy::schema::StoreSpec::Redis) {
+        return None;
+    }
+    limits.redis?.password_secret
+}
+
 /// Replaces `${VAR}` references in every string value (never in keys). A value that was
 /// exactly one reference is read again as a YAML scalar, so `port: "${PORT}"` can be a
 /// number and `credentials: "${CORS_CREDENTIALS:-true}"` a boolean.
@@ -460,7 +473,7 @@ fn compile(
         _ => Router::default(),
     };
     let route_names: Vec<String> = s.routes.iter().map(|r| r.name.clone()).collect();
-    let rate_limits = RateLimits::compile(&s.rate_limits, &route_names, env, diag);
+    let rate_limits = RateLimits::compile(&s.rate_limits, &route_names, env, secrets, diag);
     let adaptive = s
         .rate_limits
         .adaptive
@@ -715,6 +728,7 @@ cors:
                 "https://id.example.com/.well-known/jwks.json".to_owned(),
             ),
             ("GARDIEN_INTERNAL_SECRET".to_owned(), "x".repeat(48)),
+            ("REDIS_URL".to_owned(), "redis://10.0.0.3:6379".to_owned()),
         ]);
         for platform in ["cloud_run", "google_load_balancer", "direct"] {
             let mut env = env.clone();

@@ -12,7 +12,8 @@ pub mod schema;
 pub use diagnostics::{Diagnostics, PolicyError, Problem};
 pub use env::{expand, Env, ExpandError, ProcessEnv};
 pub use load::{
-    environment_and_jwt, load_file, load_file_with_secrets, parse, parse_with_secrets, Loaded,
+    environment_and_jwt, load_file, load_file_with_secrets, parse, parse_with_secrets,
+    redis_password_secret, Loaded,
 };
 pub use model::{Policy, ServerSettings};
 pub use schema::Environment;

@@ -257,8 +257,15 @@ pub enum StoreSpec {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSpec {
-    /// Default `redis://127.0.0.1:6379`.
+    /// `redis://[user[:password]@]host[:port][/db]`, or `rediss://…` for TLS. Required with
+    /// `store: redis`.
     pub url: Option<String>,
+    /// PEM file of the CA that signed the server's certificate (`rediss://` only), e.g.
+    /// Memorystore's server CA. Default: the system's roots.
+    pub ca_file: Option<String>,
+    /// Name of the secret holding the AUTH password (read through the secrets chain), so
+    /// the password stays out of the URL. A user name, for ACLs, stays in the URL.
+    pub password_secret: Option<String>,
     /// Gateway replicas sharing the limits: while Redis is unreachable each one allows
     /// `rate / replicas` locally. Default 1.
     pub replicas: Option<u32>,

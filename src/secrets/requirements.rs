@@ -36,6 +36,12 @@ pub fn policy_requirements(text: &str, env: &dyn Env) -> Option<(Environment, Ve
             ));
         }
     }
+    if let Some(name) = crate::policy::redis_password_secret(text, env) {
+        requirements.push(Requirement::required(
+            name,
+            "rate_limits.redis.password_secret: AUTH password of the rate-limit Redis",
+        ));
+    }
     requirements.push(Requirement::optional(SENTRY_DSN, "error reporting"));
     Some((environment, requirements))
 }
@@ -72,6 +78,15 @@ jwt:
             ]
         );
         assert!(requirements[1].purpose.starts_with("jwt.issuers[1].secret"));
+
+        let redis = "environment: staging\nrate_limits:\n  store: redis\n  redis: { url: \"redis://cache\", password_secret: REDIS_AUTH }\n";
+        let (_, requirements) = policy_requirements(redis, &env).expect("yaml");
+        assert!(requirements
+            .iter()
+            .any(|r| r.name == "REDIS_AUTH" && r.required));
+        let local = redis.replace("store: redis", "store: local");
+        let (_, requirements) = policy_requirements(&local, &env).expect("yaml");
+        assert!(requirements.iter().all(|r| r.name != "REDIS_AUTH"));
 
         let (_, dev) = policy_requirements("environment: dev\n", &env).expect("yaml");
         assert_eq!(dev[0].name, "GARDIEN_INTERNAL_SECRET");

@@ -7,11 +7,11 @@
 //!
 //! Rates are scaled by the adaptive factor through the request's *cost*: a request costs
 //! `SCALE / factor` cells of a bucket holding `burst × SCALE` cells that refills at
-//! `rate × SCALE` cells per period. At factor 1 that is exactly `rate` with `burst`.
+//! `rate × SCALE` cells per period. At factor 1 that is exactly `rate` with `burst`. What
+//! an answer tells the client comes from [`Bucket`], as for the Redis store.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -20,10 +20,8 @@ use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 use quick_cache::sync::Cache;
 
+use super::quota::Bucket;
 use super::{Decision, Rate};
-
-/// Cells per request at factor 1: the resolution of the adaptive factor (1%).
-pub const SCALE: u32 = 100;
 
 /// A governor state store with a bounded number of keys. Cloning gives another handle on
 /// the same map (the limiter owns one, `LocalLimiter` keeps one to report its size).
@@ -63,41 +61,41 @@ impl StateStore for BoundedStore {
     }
 }
 
-type Limiter = RateLimiter<String, BoundedStore, DefaultClock, StateInformationMiddleware>;
+type Limiter<C> = RateLimiter<String, BoundedStore, C, StateInformationMiddleware>;
 
-/// One rule's local limiter.
-pub struct LocalLimiter {
-    limiter: Limiter,
+/// One rule's local limiter. The clock is governor's real one, or its fake one in tests.
+pub struct LocalLimiter<C: Clock = DefaultClock> {
+    limiter: Limiter<C>,
     store: BoundedStore,
-    capacity: u32,
-    cell: Duration,
-    burst: u32,
+    bucket: Bucket,
 }
 
-impl std::fmt::Debug for LocalLimiter {
+impl<C: Clock> std::fmt::Debug for LocalLimiter<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalLimiter")
             .field("keys", &self.keys())
-            .field("burst", &self.burst)
+            .field("bucket", &self.bucket)
             .finish_non_exhaustive()
     }
 }
 
 impl LocalLimiter {
-    /// `None` when the rate is too high to express (over 10 million a second).
+    /// `None` when the bucket cannot be expressed (see [`Bucket::new`]).
     pub fn new(rate: Rate, burst: u32, max_keys: usize) -> Option<Self> {
-        let cells = u64::from(rate.count) * u64::from(SCALE);
-        let cell =
-            Duration::from_nanos(u64::try_from(rate.period.as_nanos() / u128::from(cells)).ok()?);
-        let capacity = burst.checked_mul(SCALE)?;
-        let quota = Quota::with_period(cell)?.allow_burst(NonZeroU32::new(capacity)?);
+        Self::with_clock(rate, burst, max_keys, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> LocalLimiter<C> {
+    pub fn with_clock(rate: Rate, burst: u32, max_keys: usize, clock: C) -> Option<Self> {
+        let bucket = Bucket::new(rate, burst)?;
+        let quota =
+            Quota::with_period(bucket.cell())?.allow_burst(NonZeroU32::new(bucket.capacity())?);
         let store = BoundedStore::new(max_keys);
         Some(LocalLimiter {
-            limiter: RateLimiter::new(quota, store.clone(), DefaultClock::default()),
+            limiter: RateLimiter::new(quota, store.clone(), clock),
             store,
-            capacity,
-            cell,
-            burst,
+            bucket,
         })
     }
 
@@ -108,45 +106,41 @@ impl LocalLimiter {
 
     /// One request for `key` at adaptive `factor` (0 < factor ≤ 1).
     pub fn check(&self, key: &String, factor: f64) -> Decision {
-        let cost = cost(factor, self.capacity);
+        let bucket = &self.bucket;
+        let cost = bucket.cost(factor);
         let n = NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN);
+        // Read before the decision: a wait measured from here is never shorter than the
+        // one governor decided with, so `Retry-After` stays honest.
+        let before = self.limiter.clock().now();
         match self.limiter.check_key_n(key, n) {
+            // governor's remaining capacity is `capacity − ceil(used / cell)` cells: the
+            // state rounded up to cells, as `Bucket` rounds it.
             Ok(Ok(snapshot)) => {
-                let remaining_cells = snapshot.remaining_burst_capacity();
-                let missing = u64::from(self.capacity.saturating_sub(remaining_cells));
-                Decision::Allowed {
-                    remaining: remaining_cells / cost,
-                    reset: self
-                        .cell
-                        .saturating_mul(u32::try_from(missing).unwrap_or(u32::MAX)),
-                }
+                let free = snapshot.remaining_burst_capacity().min(bucket.capacity());
+                bucket.allowed(bucket.cells_ns(bucket.capacity() - free), cost)
             }
-            Ok(Err(not_until)) => Decision::Refused {
-                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-            },
+            // Refused when `used + cost > capacity`: `used` is the wait plus what must
+            // stay free for this request.
+            Ok(Err(not_until)) => {
+                let wait =
+                    u64::try_from(not_until.wait_time_from(before).as_nanos()).unwrap_or(u64::MAX);
+                let kept = bucket.cells_ns(bucket.capacity().saturating_sub(cost));
+                bucket.refused(wait.saturating_add(kept), cost)
+            }
             // `cost` never exceeds the capacity; refuse rather than panic if it did.
-            Err(_) => Decision::Refused {
-                retry_after: self.cell.saturating_mul(self.capacity),
-            },
+            Err(_) => bucket.refused(bucket.cells_ns(bucket.capacity()), cost),
         }
     }
 }
 
-/// Cells one request costs at `factor`, between `SCALE` and the bucket's capacity.
-pub fn cost(factor: f64, capacity: u32) -> u32 {
-    let factor = if factor.is_finite() {
-        factor.clamp(0.01, 1.0)
-    } else {
-        1.0
-    };
-    let raw = (f64::from(SCALE) / factor).round();
-    // `raw` is between SCALE and 100×SCALE: it fits a u32.
-    (raw as u32).clamp(SCALE, capacity.max(SCALE))
-}
-
 #[cfg(test)]
 mod tests {
+    use governor::clock::FakeRelativeClock;
+    use proptest::prelude::*;
+    use rand::{Rng, SeedableRng};
+
     use super::*;
+    use std::time::Duration;
 
     fn limiter(count: u32, period: Duration, burst: u32, max_keys: usize) -> LocalLimiter {
         LocalLimiter::new(Rate { count, period }, burst, max_keys).expect("limiter")
@@ -163,11 +157,12 @@ mod tests {
             }
         }
         match l.check(&key, 1.0) {
-            Decision::Refused { retry_after } => {
+            Decision::Refused { retry_after, reset } => {
                 assert!(
                     retry_after > Duration::from_secs(11) && retry_after <= Duration::from_secs(12),
                     "{retry_after:?}"
                 );
+                assert!(reset > Duration::from_secs(59) && reset <= Duration::from_secs(60));
             }
             Decision::Allowed { .. } => panic!("over the burst"),
         }
@@ -203,11 +198,109 @@ mod tests {
     }
 
     #[test]
-    fn cost_is_bounded() {
-        assert_eq!(cost(1.0, 1000), SCALE);
-        assert_eq!(cost(0.5, 1000), 2 * SCALE);
-        assert_eq!(cost(0.2, 300), 300, "never more than the bucket");
-        assert_eq!(cost(f64::NAN, 1000), SCALE);
-        assert_eq!(cost(7.0, 1000), SCALE);
+    fn a_large_burst_never_promises_more_than_its_quota() {
+        // The policy of issue 10: `rate: 200/s, burst: 400` answered r=399 against q=200.
+        let l = limiter(200, Duration::from_secs(1), 400, 10);
+        let Decision::Allowed { remaining, reset } = l.check(&"k".to_owned(), 1.0) else {
+            panic!("allowed")
+        };
+        assert_eq!(remaining, 399);
+        assert_eq!(reset, Duration::from_millis(5));
+        assert_eq!(
+            Bucket::new(
+                Rate {
+                    count: 200,
+                    period: Duration::from_secs(1)
+                },
+                400
+            )
+            .expect("bucket")
+            .policy_item("ip"),
+            "\"ip\";q=400;w=2"
+        );
+    }
+
+    /// What one answer promised: `q`, and `r` / `t` when allowed.
+    fn promise(decision: Decision, quota: u32) -> Option<(u32, Duration)> {
+        match decision {
+            Decision::Allowed { remaining, reset } => {
+                assert!(remaining <= quota, "r={remaining} > q={quota}");
+                Some((
+                    remaining,
+                    Duration::from_secs(reset.as_secs() + u64::from(reset.subsec_nanos() > 0)),
+                ))
+            }
+            Decision::Refused { .. } => None,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Over random rates, bursts, factors and request timings (governor's fake clock):
+        /// every answer has `r ≤ q`, and after every allowed answer a client that sends its
+        /// `r` requests at random moments within `t` is never refused; a refusal's
+        /// `Retry-After` (whole seconds) is long enough.
+        #[test]
+        fn answers_keep_their_promise(
+            count in 1u32..2_000,
+            period_ms in prop::sample::select(vec![1u64, 10, 1_000, 10_000, 60_000, 3_600_000]),
+            burst in 1u32..300,
+            factor in prop_oneof![Just(1.0f64), 0.05f64..1.0],
+            seed in any::<u64>(),
+            steps in 1usize..40,
+        ) {
+            let rate = Rate { count, period: Duration::from_millis(period_ms) };
+            let clock = FakeRelativeClock::default();
+            let Some(l) = LocalLimiter::with_clock(rate, burst, 10, clock.clone()) else {
+                return Ok(()); // a bucket the policy refuses
+            };
+            let bucket = Bucket::new(rate, burst).expect("bucket");
+            // `q` as the `RateLimit-Policy` header says it.
+            let item = bucket.policy_item("k");
+            let quota: u32 = item
+                .split(";q=")
+                .nth(1)
+                .and_then(|rest| rest.split(';').next())
+                .and_then(|q| q.parse().ok())
+                .expect("q in the policy item");
+            let window = Duration::from_nanos(u64::try_from(bucket.capacity_ns()).unwrap_or(u64::MAX));
+            let key = "k".to_owned();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            for _ in 0..steps {
+                // A random pause, from nothing to twice the time the bucket takes to refill.
+                clock.advance(window.mul_f64(rng.random_range(0.0..2.0)) * u32::from(rng.random_bool(0.7)));
+                match l.check(&key, factor) {
+                    decision @ Decision::Allowed { .. } => {
+                        let (r, t) = promise(decision, quota).expect("allowed");
+                        // The client spends its `r` at random moments within `t`.
+                        let mut at: Vec<Duration> = (0..r).map(|_| t.mul_f64(rng.random_range(0.0..=1.0))).collect();
+                        at.sort();
+                        let mut now = Duration::ZERO;
+                        for moment in at {
+                            clock.advance(moment - now);
+                            now = moment;
+                            let answer = l.check(&key, factor);
+                            prop_assert!(
+                                promise(answer, quota).is_some(),
+                                "refused at {moment:?} after r={r}, t={t:?}: {answer:?}"
+                            );
+                        }
+                    }
+                    Decision::Refused { retry_after, reset } => {
+                        prop_assert!(reset <= window + bucket.cell());
+                        if rng.random_bool(0.5) {
+                            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                            clock.advance(Duration::from_secs(secs.max(1)));
+                            let answer = l.check(&key, factor);
+                            prop_assert!(
+                                promise(answer, quota).is_some(),
+                                "refused again after Retry-After {secs}s: {answer:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }
