@@ -1,5 +1,6 @@
 //! gardien: an edge gateway on Pingora that puts CORS, security headers, routing and
-//! observability in front of an existing API. See `DESIGN.md`-style overview in README.md.
+//! observability in front of an existing API. docs/ARCHITECTURE.md is the map: the parts,
+//! the request path, the policy model, how it scales, and where to change what.
 //!
 //! Layout: [`policy`] (the YAML model), [`edge`] (one hot-path concern per file),
 //! [`routing`], [`upstream`], [`proxy`] (the phases), [`admin`] (health and metrics),

@@ -1,8 +1,9 @@
 //! The gateway's [`ProxyHttp`] implementation: it composes the edge filters in the order of
-//! `DESIGN.md` and picks the upstream. Each phase does one job:
+//! docs/ARCHITECTURE.md ("The request path") and picks the upstream. Each phase does one job:
 //!
-//! - `request_filter`: request id → path check → route match → CORS (preflights answered
-//!   here, never upstream) → 404/405 for requests no route takes.
+//! - `request_filter`: identity headers stripped → request id → client address → path
+//!   check → route match → CORS (preflights answered here, never upstream) → 404/405 for
+//!   requests no route takes → rate limits, JWT, rate limits by user, in-flight cap.
 //! - `upstream_peer`: the route's upstream.
 //! - `upstream_request_filter`: request id, `Host`, `X-Forwarded-*`.
 //! - `response_filter`: CORS, security headers and the request id on the upstream's answer.
