@@ -4,6 +4,7 @@
 pub mod adaptive;
 pub mod cors;
 pub mod forwarded;
+pub mod host;
 pub mod identity;
 pub mod jwks;
 pub mod jwt;
