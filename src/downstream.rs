@@ -10,7 +10,10 @@
 //! in `pingora-core/src/apps/mod.rs`) with one change: before each request it reads the
 //! head itself, against one deadline, and hands the bytes to Pingora as the session's
 //! pipelined prefix, which `read_request` parses without reading again. A head that misses
-//! its deadline gets a `408` and the connection is closed. No Pingora patch is needed.
+//! its deadline gets a `408` and the connection is closed; so does a head whose `Host`
+//! lines break RFC 9112 §3.2, with `400 bad_host` (Pingora's own check answers those
+//! without the gateway's JSON error, and lets a missing `Host` through). No Pingora patch
+//! is needed.
 //!
 //! Connection count: a [`Slot`] held for the life of `process_new` counts each open
 //! connection. [`ConnectionLimit`], Pingora's `ConnectionFilter`, runs in the accept loop
@@ -36,6 +39,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
 
 use crate::admin::metrics::Metrics;
+use crate::edge::host;
 use crate::edge::request_id::RequestId;
 use crate::gateway_error::GatewayError;
 use crate::policy::Policy;
@@ -194,7 +198,15 @@ where
                 Head::Ready(head) => head,
                 Head::Closed => return,
                 Head::TimedOut => {
-                    self.answer_timeout(stream).await;
+                    let error = GatewayError::request_header_timeout();
+                    self.answer_and_close(stream, &error, RequestId::generate())
+                        .await;
+                    return;
+                }
+                Head::BadHost(id) => {
+                    let id = RequestId::from_client(id.as_ref());
+                    self.answer_and_close(stream, &GatewayError::bad_host(), id)
+                        .await;
                     return;
                 }
             };
@@ -222,15 +234,16 @@ where
         }
     }
 
-    /// `408` with the JSON error body and the security headers, then close.
-    async fn answer_timeout(&self, mut stream: Stream) {
-        let error = GatewayError::request_header_timeout();
-        let id = RequestId::generate();
+    /// `error` with its JSON body, the request id and the security headers, before Pingora
+    /// has a session (no CORS headers: the request was not read), then close.
+    async fn answer_and_close(&self, mut stream: Stream, error: &GatewayError, id: RequestId) {
         let body = error.body(id.as_str());
         let mut headers = HeaderMap::new();
         self.policy.load().security_headers.apply(&mut headers);
         let mut answer = format!(
-            "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: {}\r\nx-request-id: {}\r\n",
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: {}\r\nx-request-id: {}\r\n",
+            error.status.as_u16(),
+            error.status.canonical_reason().unwrap_or(""),
             body.len(),
             id.as_str()
         )
@@ -268,6 +281,8 @@ where
 enum Head {
     /// A complete head (and whatever followed it), or bytes Pingora's parser refuses.
     Ready(BytesMut),
+    /// A complete head whose `Host` lines break RFC 9112 §3.2, with the client's request id.
+    BadHost(Option<http::HeaderValue>),
     /// The client closed, sent nothing (idle or new connection), or the server is stopping.
     Closed,
     /// Bytes arrived but not the whole head in time.
@@ -299,8 +314,13 @@ async fn read_head(
         None => start + header_timeout,
     };
     loop {
-        if buf.len() > MAX_HEAD_BYTES || head_complete(&buf) {
+        if buf.len() > MAX_HEAD_BYTES {
             return Head::Ready(buf);
+        }
+        match inspect(&buf) {
+            Inspected::Partial => {}
+            Inspected::Complete => return Head::Ready(buf),
+            Inspected::BadHost(id) => return Head::BadHost(id),
         }
         if buf.capacity() - buf.len() < HEAD_BUFFER / 4 {
             buf.reserve(HEAD_BUFFER);
@@ -313,15 +333,44 @@ async fn read_head(
     }
 }
 
-/// Whether `buf` holds a whole request head, as Pingora's parser (httparse) sees it.
-fn head_complete(buf: &[u8]) -> bool {
+/// What [`inspect`] found in the bytes read so far.
+#[derive(Debug, PartialEq)]
+enum Inspected {
+    Partial,
+    /// A whole head for Pingora, readable or not.
+    Complete,
+    BadHost(Option<http::HeaderValue>),
+}
+
+/// Whether `buf` holds a whole request head, as Pingora's parser (httparse) sees it, and
+/// whether its `Host` lines are acceptable.
+fn inspect(buf: &[u8]) -> Inspected {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    match httparse::Request::new(&mut headers).parse(buf) {
-        Ok(httparse::Status::Complete(_)) => true,
-        Ok(httparse::Status::Partial) => false,
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => {
+            let hosts = request
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("host"))
+                .map(|h| h.value);
+            if host::is_acceptable(request.version.unwrap_or(1), hosts) {
+                return Inspected::Complete;
+            }
+            let id = request
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(crate::edge::request_id::HEADER))
+                .and_then(|h| http::HeaderValue::from_bytes(h.value).ok());
+            Inspected::BadHost(id)
+        }
+        Ok(httparse::Status::Partial) => Inspected::Partial,
         // Pingora repairs some request lines and refuses the rest with a 400; either way
         // it gets the head once the blank line that ends it has arrived.
-        Err(_) => buf.windows(2).any(|w| w == b"\n\n") || buf.windows(3).any(|w| w == b"\n\r\n"),
+        Err(_) if buf.windows(2).any(|w| w == b"\n\n") || buf.windows(3).any(|w| w == b"\n\r\n") => {
+            Inspected::Complete
+        }
+        Err(_) => Inspected::Partial,
     }
 }
 
@@ -331,12 +380,23 @@ mod tests {
 
     #[test]
     fn a_head_is_complete_at_its_blank_line() {
-        assert!(!head_complete(b"GET / HTTP/1.1\r\nHost: a\r\n"));
-        assert!(head_complete(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
-        assert!(head_complete(b"GET / HTTP/1.1\nHost: a\n\n"));
-        assert!(head_complete(b"POST / HTTP/1.1\r\nHost: a\r\n\r\nbody"));
+        use Inspected::*;
+        assert_eq!(inspect(b"GET / HTTP/1.1\r\nHost: a\r\n"), Partial);
+        assert_eq!(inspect(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Complete);
+        assert_eq!(inspect(b"GET / HTTP/1.1\nHost: a\n\n"), Complete);
+        assert_eq!(inspect(b"POST / HTTP/1.1\r\nHost: a\r\n\r\nbody"), Complete);
         // Unreadable, but ended: Pingora answers it.
-        assert!(head_complete(b"GET / HTTP/9\r\nHost: a\r\n\r\n"));
-        assert!(!head_complete(b"GET / HTTP/9\r\nHost: a\r\n"));
+        assert_eq!(inspect(b"GET / HTTP/9\r\nHost: a\r\n\r\n"), Complete);
+        assert_eq!(inspect(b"GET / HTTP/9\r\nHost: a\r\n"), Partial);
+    }
+
+    #[test]
+    fn host_lines_are_checked_once_the_head_is_complete() {
+        assert_eq!(inspect(b"GET / HTTP/1.0\r\n\r\n"), Inspected::Complete);
+        assert_eq!(inspect(b"GET / HTTP/1.1\r\n\r\n"), Inspected::BadHost(None));
+        assert_eq!(
+            inspect(b"GET / HTTP/1.1\r\nhost: a\r\nHOST: b\r\nX-Request-Id: r-1\r\n\r\n"),
+            Inspected::BadHost(Some(http::HeaderValue::from_static("r-1")))
+        );
     }
 }

@@ -509,10 +509,6 @@ impl ProxyHttp for Gateway {
                 .await?;
             return Ok(true);
         }
-        if !crate::edge::host::is_acceptable(request.version, &request.headers) {
-            self.respond(session, ctx, &GatewayError::bad_host()).await?;
-            return Ok(true);
-        }
         if !is_safe_path(request.uri.path()) {
             self.respond(session, ctx, &GatewayError::bad_path())
                 .await?;

@@ -5,11 +5,12 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::jwt::{claims, JwksServer, TestKey};
-use support::{client, error_shape, free_port, header, GatewayProcess, RecordingUpstream};
+use support::{client, error_shape, header, GatewayProcess, RecordingUpstream};
 
 /// A policy with one rule, and the given extra top-level YAML (store, adaptive…).
 fn policy(rules: &str, rate_limits_extra: &str, top_extra: &str) -> String {
@@ -274,36 +275,30 @@ async fn two_gateways_share_one_limit_through_redis() {
     );
 }
 
-/// A `redis-server` of the test's own on a free port, killed on drop.
+/// A `redis-server` of the test's own on a Unix socket in a temporary directory (no TCP
+/// port to pick, and a restart finds the same address), killed on drop.
 struct OwnRedis {
-    port: u16,
+    socket: PathBuf,
     child: Option<Child>,
 }
 
 impl OwnRedis {
-    async fn start(port: u16) -> OwnRedis {
+    async fn start(socket: &Path) -> OwnRedis {
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--port", "0", "--unixsocket"])
+            .arg(socket)
+            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server (Debian package redis-server) starts");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::os::unix::net::UnixStream::connect(socket).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not listen");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         OwnRedis {
-            port,
+            socket: socket.to_path_buf(),
             child: Some(child),
         }
     }
@@ -325,11 +320,13 @@ impl Drop for OwnRedis {
 #[tokio::test]
 async fn redis_down_falls_back_to_local_limits_then_recovers() {
     let api = RecordingUpstream::start().await;
-    let port = free_port();
-    let mut redis = OwnRedis::start(port).await;
+    let dir = tempfile::tempdir().expect("a tempdir for Redis");
+    let socket = dir.path().join("redis.sock");
+    let mut redis = OwnRedis::start(&socket).await;
     let rules = "    - { name: shared, key: ip, rate: 10/min, burst: 10 }";
     let store = format!(
-        "  store: redis\n  redis: {{ url: \"redis://127.0.0.1:{port}\", replicas: 2, timeout: 100ms, key_prefix: \"{}\" }}",
+        "  store: redis\n  redis: {{ url: \"redis+unix://{}\", replicas: 2, timeout: 100ms, key_prefix: \"{}\" }}",
+        socket.display(),
         prefix()
     );
     let gateway = GatewayProcess::with_upstream(&policy(rules, &store, ""), &api).await;
@@ -360,7 +357,7 @@ async fn redis_down_falls_back_to_local_limits_then_recovers() {
         gateway.log()
     );
 
-    let _redis = OwnRedis::start(redis.port).await;
+    let _redis = OwnRedis::start(&redis.socket).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while state("redis").await != 1.0 {
         assert!(Instant::now() < deadline, "never went back to Redis");
