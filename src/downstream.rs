@@ -367,7 +367,9 @@ fn inspect(buf: &[u8]) -> Inspected {
         Ok(httparse::Status::Partial) => Inspected::Partial,
         // Pingora repairs some request lines and refuses the rest with a 400; either way
         // it gets the head once the blank line that ends it has arrived.
-        Err(_) if buf.windows(2).any(|w| w == b"\n\n") || buf.windows(3).any(|w| w == b"\n\r\n") => {
+        Err(_)
+            if buf.windows(2).any(|w| w == b"\n\n") || buf.windows(3).any(|w| w == b"\n\r\n") =>
+        {
             Inspected::Complete
         }
         Err(_) => Inspected::Partial,

@@ -179,7 +179,12 @@ fn run(path: &Path, ready_file: Option<PathBuf>) -> ExitCode {
         tracing::warn!(field = warning.path.as_str(), "{}", warning.message);
     }
     tracing::info!(policy = %path.display(), "{}", loaded.policy.summary());
-    match gardien::server::run(loaded.policy, path.to_path_buf(), resolved.store, ready_file) {
+    match gardien::server::run(
+        loaded.policy,
+        path.to_path_buf(),
+        resolved.store,
+        ready_file,
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -196,7 +196,10 @@ impl Listener {
         })
     }
 
-    fn add_to<A: pingora::apps::ServerApp + Send + Sync + 'static>(&self, service: &mut Service<A>) {
+    fn add_to<A: pingora::apps::ServerApp + Send + Sync + 'static>(
+        &self,
+        service: &mut Service<A>,
+    ) {
         let address = self.address.to_string();
         if self.reservation.is_some() {
             let mut options = TcpSocketOptions::default();

@@ -333,12 +333,17 @@ impl ChromeDriver {
         std::thread::spawn(move || {
             use std::io::BufRead as _;
             let mut port_tx = Some(port_tx);
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
                 let port = line
                     .strip_prefix("ChromeDriver was started successfully on port ")
                     .and_then(|rest| rest.trim_end_matches('.').trim().parse::<u16>().ok());
-                if let (Some(port), Some(tx)) = (port, port_tx.take()) {
-                    let _ = tx.send(port);
+                if let Some(port) = port {
+                    if let Some(tx) = port_tx.take() {
+                        let _ = tx.send(port);
+                    }
                 }
             }
         });

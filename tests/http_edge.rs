@@ -28,7 +28,10 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<(S
         match tokio::time::timeout_at((start + limit).into(), stream.read(&mut buf)).await {
             Err(_) => return None,
             Ok(Ok(0)) | Ok(Err(_)) => {
-                return Some((String::from_utf8_lossy(&answer).into_owned(), start.elapsed()))
+                return Some((
+                    String::from_utf8_lossy(&answer).into_owned(),
+                    start.elapsed(),
+                ))
             }
             Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
         }
@@ -80,8 +83,7 @@ async fn host_is_required_once_and_valid_on_http_11() {
 async fn a_trickling_head_gets_408_while_other_clients_are_served() {
     let upstream = RecordingUpstream::start().await;
     let gateway =
-        GatewayProcess::with_upstream(&policy_with("request_header_timeout: 2s"), &upstream)
-            .await;
+        GatewayProcess::with_upstream(&policy_with("request_header_timeout: 2s"), &upstream).await;
     let mut slow = TcpStream::connect(gateway.proxy_addr())
         .await
         .expect("connect");
@@ -170,7 +172,10 @@ async fn connections_past_max_connections_are_refused_and_counted() {
     const MAX: usize = 3;
     let upstream = RecordingUpstream::start().await;
     let gateway = GatewayProcess::with_upstream(
-        &policy_with(&format!("max_connections: {MAX}")),
+        // Held connections send nothing: a long head timeout keeps them open meanwhile.
+        &policy_with(&format!(
+            "max_connections: {MAX}, request_header_timeout: 60s"
+        )),
         &upstream,
     )
     .await;

@@ -14,9 +14,19 @@ pub fn is_acceptable<'a>(version: u8, mut hosts: impl Iterator<Item = &'a [u8]>)
 }
 
 /// `uri-host [ ":" port ]` (RFC 9110 §7.2); empty is allowed, for targets without an
-/// authority. An authority with user information is not a host.
+/// authority. An authority with user information is not a host; the port is digits
+/// (`http`'s `Authority` checks it only when asked for it).
 fn is_valid(value: &[u8]) -> bool {
-    value.is_empty() || (!value.contains(&b'@') && http::uri::Authority::try_from(value).is_ok())
+    if value.is_empty() {
+        return true;
+    }
+    let port = match value.iter().rposition(|&b| b == b':') {
+        Some(i) if !value[i..].contains(&b']') => &value[i + 1..],
+        _ => &[],
+    };
+    !value.contains(&b'@')
+        && port.iter().all(u8::is_ascii_digit)
+        && http::uri::Authority::try_from(value).is_ok()
 }
 
 #[cfg(test)]

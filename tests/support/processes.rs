@@ -154,7 +154,9 @@ impl BackendProcess {
             .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
         let stdout = child.stdout.take().expect("the backend's stdout");
         // Drained so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in BufReader::new(stdout).lines().map_while(Result::ok) {});
+        std::thread::spawn(
+            move || for _ in BufReader::new(stdout).lines().map_while(Result::ok) {},
+        );
         let addr = wait_ready_file(&ready, &mut child, READY_TIMEOUT).await;
         let mut backend = BackendProcess {
             child,
