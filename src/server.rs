@@ -154,8 +154,9 @@ pub fn run(
 /// Pingora binds its listeners inside its services and does not say which port the system
 /// gave for port 0. So for port 0 gardien binds a socket of its own (not listening) with
 /// `SO_REUSEPORT` on it, reads the port, and gives Pingora that exact address with
-/// `SO_REUSEPORT` too: Pingora's socket joins the reservation on that port, and nothing
-/// else can take it in between. Only Pingora's socket listens, so a successful connect
+/// `SO_REUSEPORT` too: Pingora's socket joins the reservation on that port, which nothing
+/// else can take in between (only a socket of the same user that sets `SO_REUSEPORT`
+/// itself could join). Only Pingora's socket listens, so a successful connect
 /// means Pingora accepts; [`Ready`] then drops the reservation. A fixed port is bound and
 /// released once first, only to turn Pingora's panic on a busy port into a clear error.
 struct Listener {
@@ -428,5 +429,51 @@ impl BackgroundService for Control {
                 self.metrics.set_in_flight(&load.name, load.in_flight());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ready_file_names_both_addresses_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("gardien.ready");
+        let listen: SocketAddr = "127.0.0.1:41873".parse().expect("address");
+        let admin: SocketAddr = "127.0.0.1:39017".parse().expect("address");
+        write_ready_file(&path, listen, admin).expect("written");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "listen=127.0.0.1:41873\nadmin_listen=127.0.0.1:39017\n"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec!["gardien.ready"]);
+    }
+
+    #[test]
+    fn port_zero_is_reserved_and_a_fixed_busy_port_explained() {
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        let (a, b) = (
+            Listener::claim(any, "listen").expect("port 0"),
+            Listener::claim(any, "admin_listen").expect("port 0"),
+        );
+        assert_ne!(a.address.port(), 0);
+        assert_ne!(a.address, b.address, "two reservations, two ports");
+        assert!(a.reservation.is_some());
+        // The reserved port is held: a plain bind cannot take it.
+        assert!(TcpListener::bind(a.address).is_err());
+
+        let busy = TcpListener::bind(any).expect("bind");
+        let address = busy.local_addr().expect("address");
+        let Err(error) = Listener::claim(address, "listen") else {
+            panic!("a busy port is refused");
+        };
+        assert!(error
+            .to_string()
+            .starts_with(&format!("cannot listen on {address} (listen): ")));
     }
 }

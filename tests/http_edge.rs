@@ -43,6 +43,35 @@ fn body(answer: &str) -> &str {
 }
 
 #[tokio::test]
+async fn port_zero_listeners_are_reported_once_they_accept() {
+    // The support starts every gateway with both listeners on 127.0.0.1:0.
+    let upstream = RecordingUpstream::start().await;
+    let gateway = GatewayProcess::with_upstream(TEST_POLICY, &upstream).await;
+    let (proxy, admin) = (
+        gateway.proxy_addr(),
+        gateway.admin.trim_start_matches("http://").to_owned(),
+    );
+    assert_ne!(proxy, admin);
+    assert!(!proxy.ends_with(":0") && !admin.ends_with(":0"));
+    let log = gateway.log();
+    assert!(
+        log.contains(&format!(
+            "gardien listening listen={proxy} admin_listen={admin}"
+        )),
+        "{log}"
+    );
+    assert_eq!(
+        client()
+            .get(gateway.admin_url("/healthz"))
+            .send()
+            .await
+            .expect("admin")
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
 async fn host_is_required_once_and_valid_on_http_11() {
     let upstream = RecordingUpstream::start().await;
     let gateway = GatewayProcess::with_upstream(TEST_POLICY, &upstream).await;
