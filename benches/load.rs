@@ -20,7 +20,7 @@
 //! it was due), so queueing is counted and coordinated omission cannot hide it.
 
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,11 +53,21 @@ const FIXED_ROUNDS: usize = 3;
 const BACKEND_RUN: Duration = Duration::from_secs(10);
 const INTERNAL_SECRET: &str = "load-harness-internal-secret-0123456789";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// Waits (at most 30 s) for the ready file a process writes, by rename, once it listens on
+/// the port 0 it was given; its text.
+fn wait_ready_file(path: &Path, child: &mut Child, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return text;
+        }
+        assert!(
+            !matches!(child.try_wait(), Ok(Some(_))),
+            "{what} exited before it was ready"
+        );
+        assert!(Instant::now() < deadline, "{what} not ready in 30s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The upstream: `/api/*` answers a small JSON body; `/.well-known/jwks.json` the key.
@@ -97,15 +107,6 @@ impl Drop for Gateway {
     }
 }
 
-/// Waits (at most 30 s) until something accepts connections on `addr`.
-fn wait_listening(addr: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A command pinned to `cpu` with `taskset` (util-linux): on a 2-CPU machine the gateway
 /// gets a CPU of its own and the load generator and upstream share the other, so the
 /// scenarios compare the gateway's own cost rather than the scheduler's mood.
@@ -118,14 +119,14 @@ fn pinned(cpu: &str, program: &str) -> Command {
 fn start_gateway(policy: &str, upstream: SocketAddr, dir: &Path, name: &str) -> Gateway {
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, policy).expect("write policy");
-    let (port, admin_port) = (free_port(), free_port());
-    let addr = format!("127.0.0.1:{port}");
-    let admin = format!("127.0.0.1:{admin_port}");
-    let child = pinned("1", env!("CARGO_BIN_EXE_gardien"))
+    let ready = dir.join(format!("{name}.ready"));
+    let mut child = pinned("1", env!("CARGO_BIN_EXE_gardien"))
         .args(["run", "--policy"])
         .arg(&path)
-        .env("GARDIEN_LISTEN", &addr)
-        .env("GARDIEN_ADMIN_LISTEN", &admin)
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("GARDIEN_LISTEN", "127.0.0.1:0")
+        .env("GARDIEN_ADMIN_LISTEN", "127.0.0.1:0")
         .env("UPSTREAM", format!("http://{upstream}"))
         .env("GARDIEN_INTERNAL_SECRET", INTERNAL_SECRET)
         .env("GARDIEN_LOG", "warn")
@@ -133,7 +134,14 @@ fn start_gateway(policy: &str, upstream: SocketAddr, dir: &Path, name: &str) -> 
         .stderr(Stdio::null())
         .spawn()
         .expect("start gardien");
-    wait_listening(&addr, &format!("{name}: gardien"));
+    let text = wait_ready_file(&ready, &mut child, &format!("{name}: gardien"));
+    let address = |key: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{name}: `{key}` in the ready file: {text:?}"))
+            .to_owned()
+    };
+    let (addr, admin) = (address("listen="), address("admin_listen="));
     Gateway { child, addr, admin }
 }
 
@@ -319,7 +327,7 @@ impl Drop for Backend {
     }
 }
 
-fn start_backend(database_url: &str) -> Backend {
+fn start_backend(database_url: &str, dir: &Path, name: &str) -> Backend {
     let exe = std::env::current_exe().expect("harness path");
     let binary = exe
         .parent()
@@ -331,10 +339,10 @@ fn start_backend(database_url: &str) -> Backend {
         "{} is missing: `make bench-load` builds it (cargo build --release -p gardien-backend)",
         binary.display()
     );
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(binary)
-        .env("BACKEND_LISTEN", &addr)
+    let ready = dir.join(format!("backend-{name}.ready"));
+    let mut child = Command::new(binary)
+        .env("BACKEND_LISTEN", "127.0.0.1:0")
+        .env("BACKEND_READY_FILE", &ready)
         .env("DATABASE_URL", database_url)
         // Production, given its one required secret (docs/SECRETS.md).
         .env("GARDIEN_ENVIRONMENT", "production")
@@ -344,7 +352,9 @@ fn start_backend(database_url: &str) -> Backend {
         .stderr(Stdio::null())
         .spawn()
         .expect("start gardien-backend");
-    wait_listening(&addr, "gardien-backend");
+    let addr = wait_ready_file(&ready, &mut child, "gardien-backend")
+        .trim()
+        .to_owned();
     Backend { child, addr }
 }
 
@@ -675,7 +685,7 @@ fn main() {
         ));
     }
     for (engine, url) in engines {
-        let backend = start_backend(&url);
+        let backend = start_backend(&url, dir.path(), engine);
         let gateway = start_gateway(
             &backend_policy(&jwks_url, &backend.addr),
             upstream,

@@ -15,7 +15,7 @@
 //! | variable            | default                 | meaning                                          |
 //! | ------------------- | ----------------------- | ------------------------------------------------ |
 //! | `DEMO_API_LISTEN`   | `127.0.0.1:3000`        | address to bind (port `0` picks a free port)     |
-//! | `DEMO_API_ISSUER`   | `http://127.0.0.1:3000` | the `iss` claim of minted tokens                 |
+//! | `DEMO_API_ISSUER`   | `http://<bound address>` | the `iss` claim of minted tokens                |
 //! | `DEMO_API_KEY_FILE` | the embedded demo key   | PEM RSA private key (PKCS#8 or PKCS#1), ≥ 2048 b |
 //! | `DEMO_ADMINS`       | none                    | comma-separated emails that get role `admin`     |
 //! | `RUST_LOG`          | `info`                  | tracing filter (logs go to stderr)               |
@@ -69,8 +69,6 @@ const DEMO_KEY_PEM: &str = include_str!("demo_api/demo_rsa_key.pem");
 
 /// Listen address when `DEMO_API_LISTEN` is unset; the Express API's port.
 const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
-/// `iss` claim when `DEMO_API_ISSUER` is unset; matches the default address.
-const DEFAULT_ISSUER: &str = "http://127.0.0.1:3000";
 /// `aud` claim of every token; the demo gateway policy expects this value.
 const AUDIENCE: &str = "gardien-demo";
 /// Token lifetime, short like the real API's access tokens.
@@ -97,7 +95,8 @@ const JWKS_CACHE_CONTROL: &str = "public, max-age=300";
 struct Config {
     /// Address to bind.
     listen: String,
-    /// The `iss` claim of minted tokens.
+    /// The `iss` claim of minted tokens; empty until bound when `DEMO_API_ISSUER` is unset,
+    /// then `http://<bound address>` (so port 0 works too).
     issuer: String,
     /// Lower-cased emails that receive the `admin` role.
     admins: HashSet<String>,
@@ -112,7 +111,7 @@ impl Config {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         Self {
             listen: get("DEMO_API_LISTEN").unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
-            issuer: get("DEMO_API_ISSUER").unwrap_or_else(|| DEFAULT_ISSUER.to_owned()),
+            issuer: get("DEMO_API_ISSUER").unwrap_or_default(),
             admins: get("DEMO_ADMINS")
                 .map(|list| parse_admins(&list))
                 .unwrap_or_default(),
@@ -810,16 +809,19 @@ async fn shutdown_signal() {
 }
 
 /// Loads the key, binds, announces readiness, serves until a signal.
-async fn run(config: Config) -> Result<(), String> {
+async fn run(mut config: Config) -> Result<(), String> {
     let signer = load_signer(&config)?;
-    info!(kid = %signer.kid, issuer = %config.issuer, audience = AUDIENCE, "signing key loaded");
-    let state = Arc::new(AppState::new(&config, signer));
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| format!("cannot bind {}: {e}", config.listen))?;
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    if config.issuer.is_empty() {
+        config.issuer = format!("http://{addr}");
+    }
+    info!(kid = %signer.kid, issuer = %config.issuer, audience = AUDIENCE, "signing key loaded");
+    let state = Arc::new(AppState::new(&config, signer));
     // Tests and `make demo` wait for exactly this line on stdout.
     println!("demo_api listening on http://{addr}");
     info!(%addr, "demo_api listening");

@@ -139,6 +139,25 @@ impl GatewayError {
         Self::new(ErrorCode::BadRequest, "the request could not be read")
     }
 
+    /// `400` for an HTTP/1.1 request without `Host`, or any request with several or an
+    /// invalid one (RFC 9112 §3.2).
+    pub fn bad_host() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad_host",
+            "the request needs exactly one valid Host header",
+        )
+    }
+
+    /// `408` when a request head does not arrive within `server.request_header_timeout`.
+    pub fn request_header_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_header_timeout",
+            "the request headers did not arrive in time",
+        )
+    }
+
     pub fn internal() -> Self {
         Self::new(
             ErrorCode::InternalError,

@@ -7,6 +7,7 @@
 //! [`server`] (assembly).
 
 pub mod admin;
+pub mod downstream;
 pub mod edge;
 pub mod gateway_error;
 pub mod log_throttle;

@@ -31,6 +31,11 @@ enum Command {
         /// The policy file to serve.
         #[arg(long, default_value = DEFAULT_POLICY)]
         policy: PathBuf,
+        /// Once both listeners accept connections, write their addresses here (atomically):
+        /// `listen=IP:PORT` and `admin_listen=IP:PORT` lines. With port 0 in the policy,
+        /// this is how a supervisor or a test learns the ports.
+        #[arg(long, env = "GARDIEN_READY_FILE")]
+        ready_file: Option<PathBuf>,
     },
     /// Validate a policy and the environment it reads; list every problem.
     Check {
@@ -43,7 +48,7 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check { policy } => check(&policy),
-        Command::Run { policy } => run(&policy),
+        Command::Run { policy, ready_file } => run(&policy, ready_file),
     }
 }
 
@@ -119,7 +124,7 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn run(path: &Path) -> ExitCode {
+fn run(path: &Path, ready_file: Option<PathBuf>) -> ExitCode {
     init_logging();
     let resolved = match resolve_secrets(path) {
         Ok(Some(resolved)) => resolved,
@@ -174,7 +179,12 @@ fn run(path: &Path) -> ExitCode {
         tracing::warn!(field = warning.path.as_str(), "{}", warning.message);
     }
     tracing::info!(policy = %path.display(), "{}", loaded.policy.summary());
-    match gardien::server::run(loaded.policy, path.to_path_buf(), resolved.store) {
+    match gardien::server::run(
+        loaded.policy,
+        path.to_path_buf(),
+        resolved.store,
+        ready_file,
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

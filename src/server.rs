@@ -2,14 +2,15 @@
 //! the background tasks that keep upstream addresses resolved, keep secrets fresh and
 //! reload the policy.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
+use pingora::listeners::TcpSocketOptions;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
@@ -19,6 +20,7 @@ use pingora::services::ServiceReadyNotifier;
 
 use crate::admin::metrics::Metrics;
 use crate::admin::AdminApp;
+use crate::downstream::{ConnectionLimit, Connections, Downstream};
 use crate::policy::Policy;
 use crate::proxy::Gateway;
 use crate::reload::PolicyReloader;
@@ -41,24 +43,16 @@ pub enum StartError {
 /// Starts the gateway and serves until SIGTERM (graceful) or SIGINT (fast). Returns only
 /// when the server stops, or with an error before it starts. `policy_path` is read again
 /// on SIGHUP, when it changes, and when a secret in `secrets` (already resolved for
-/// `policy`) rotates.
+/// `policy`) rotates. Once both listeners accept connections, their addresses are logged
+/// and, with `ready_file`, written there (see [`write_ready_file`]).
 pub fn run(
     policy: Policy,
     policy_path: PathBuf,
     secrets: Arc<SecretStore>,
+    ready_file: Option<PathBuf>,
 ) -> Result<(), StartError> {
-    // Pingora reports a busy port by panicking deep inside a service; try both addresses
-    // first so the operator gets one clear line instead.
-    for (address, what) in [
-        (policy.listen, "listen"),
-        (policy.admin_listen, "admin_listen"),
-    ] {
-        TcpListener::bind(address).map_err(|source| StartError::Listen {
-            address,
-            what,
-            source,
-        })?;
-    }
+    let listen = Listener::claim(policy.listen, "listen")?;
+    let admin_listen = Listener::claim(policy.admin_listen, "admin_listen")?;
     let metrics = Arc::new(Metrics::new()?);
 
     let conf = ServerConf {
@@ -70,22 +64,39 @@ pub fn run(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let listen = policy.listen.to_string();
-    let admin_listen = policy.admin_listen.to_string();
     let shared = Arc::new(ArcSwap::from_pointee(policy));
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+    let connections = Connections::new(Arc::clone(&shared), Arc::clone(&metrics));
+    let gateway = pingora::proxy::http_proxy(
         &server.configuration,
         Gateway::new(Arc::clone(&shared), Arc::clone(&metrics)),
-        "gardien proxy",
     );
-    proxy.add_tcp(&listen);
+    let mut proxy = Service::new(
+        "gardien proxy".to_owned(),
+        Downstream::new(gateway, Arc::clone(&shared), Arc::clone(&connections)),
+    );
+    proxy.set_connection_filter(Arc::new(ConnectionLimit(connections)));
+    listen.add_to(&mut proxy);
 
     let mut admin = Service::new(
         "gardien admin".to_owned(),
         HttpServer::new_app(AdminApp::new(Arc::clone(&shared), Arc::clone(&metrics))),
     );
-    admin.add_tcp(&admin_listen);
+    admin_listen.add_to(&mut admin);
+    let ready = background_service(
+        "ready",
+        Ready {
+            listen: listen.address,
+            admin_listen: admin_listen.address,
+            reservations: parking_lot::Mutex::new(
+                [listen.reservation, admin_listen.reservation]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            ),
+            file: ready_file,
+        },
+    );
 
     let watch_policy = shared.load().server.watch_policy;
     let reloader = background_service(
@@ -132,9 +143,134 @@ pub fn run(
     server.add_service(reloader);
     server.add_service(keys);
     server.add_service(secret_refresh);
-    tracing::info!(%listen, %admin_listen, "gardien started");
+    server.add_service(ready);
+    tracing::info!(listen = %listen.address, admin_listen = %admin_listen.address, "gardien started");
     server.run(pingora::server::RunArgs::default());
     Ok(())
+}
+
+/// One listening address of the gateway, claimed before Pingora binds it.
+///
+/// Pingora binds its listeners inside its services and does not say which port the system
+/// gave for port 0. So for port 0 gardien binds a socket of its own (not listening) with
+/// `SO_REUSEPORT` on it, reads the port, and gives Pingora that exact address with
+/// `SO_REUSEPORT` too: Pingora's socket joins the reservation on that port, which nothing
+/// else can take in between (only a socket of the same user that sets `SO_REUSEPORT`
+/// itself could join). Only Pingora's socket listens, so a successful connect
+/// means Pingora accepts; [`Ready`] then drops the reservation. A fixed port is bound and
+/// released once first, only to turn Pingora's panic on a busy port into a clear error.
+struct Listener {
+    address: SocketAddr,
+    reservation: Option<socket2::Socket>,
+}
+
+impl Listener {
+    fn claim(requested: SocketAddr, what: &'static str) -> Result<Self, StartError> {
+        let error = |source| StartError::Listen {
+            address: requested,
+            what,
+            source,
+        };
+        if requested.port() != 0 {
+            TcpListener::bind(requested).map_err(error)?;
+            return Ok(Listener {
+                address: requested,
+                reservation: None,
+            });
+        }
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(requested),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .map_err(error)?;
+        socket.set_reuse_port(true).map_err(error)?;
+        socket.bind(&requested.into()).map_err(error)?;
+        let address = socket
+            .local_addr()
+            .map_err(error)?
+            .as_socket()
+            .ok_or_else(|| error(std::io::Error::other("not an IP socket")))?;
+        Ok(Listener {
+            address,
+            reservation: Some(socket),
+        })
+    }
+
+    fn add_to<A: pingora::apps::ServerApp + Send + Sync + 'static>(
+        &self,
+        service: &mut Service<A>,
+    ) {
+        let address = self.address.to_string();
+        if self.reservation.is_some() {
+            let mut options = TcpSocketOptions::default();
+            options.so_reuseport = Some(true);
+            service.add_tcp_with_settings(&address, options);
+        } else {
+            service.add_tcp(&address);
+        }
+    }
+}
+
+/// Waits until both listeners accept a connection, then drops the port reservations, logs
+/// the bound addresses and writes the ready file.
+struct Ready {
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+    reservations: parking_lot::Mutex<Vec<socket2::Socket>>,
+    file: Option<PathBuf>,
+}
+
+#[async_trait]
+impl BackgroundService for Ready {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        for address in [self.listen, self.admin_listen] {
+            // The proxy listens once the policy is warmed up, which has no fixed bound.
+            while tokio::net::TcpStream::connect(reachable(address))
+                .await
+                .is_err()
+            {
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+            }
+        }
+        self.reservations.lock().clear();
+        tracing::info!(listen = %self.listen, admin_listen = %self.admin_listen, "gardien listening");
+        if let Some(path) = &self.file {
+            if let Err(e) = write_ready_file(path, self.listen, self.admin_listen) {
+                tracing::error!(path = %path.display(), error = %e, "cannot write the ready file");
+            }
+        }
+    }
+}
+
+/// Where to connect to reach a listener: loopback for an unspecified address.
+fn reachable(address: SocketAddr) -> SocketAddr {
+    let ip = match address.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, address.port())
+}
+
+/// Writes `listen=<ip:port>\nadmin_listen=<ip:port>\n` to `path` atomically: to a
+/// temporary file next to it, then renamed, so a reader never sees half of it.
+pub fn write_ready_file(
+    path: &Path,
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+) -> std::io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let temporary = PathBuf::from(temporary);
+    std::fs::write(
+        &temporary,
+        format!("listen={listen}\nadmin_listen={admin_listen}\n"),
+    )?;
+    std::fs::rename(&temporary, path)
 }
 
 /// Looks the secrets up again every `SECRETS_REFRESH_INTERVAL`; a changed value makes the
@@ -293,5 +429,51 @@ impl BackgroundService for Control {
                 self.metrics.set_in_flight(&load.name, load.in_flight());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ready_file_names_both_addresses_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("gardien.ready");
+        let listen: SocketAddr = "127.0.0.1:41873".parse().expect("address");
+        let admin: SocketAddr = "127.0.0.1:39017".parse().expect("address");
+        write_ready_file(&path, listen, admin).expect("written");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "listen=127.0.0.1:41873\nadmin_listen=127.0.0.1:39017\n"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec!["gardien.ready"]);
+    }
+
+    #[test]
+    fn port_zero_is_reserved_and_a_fixed_busy_port_explained() {
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        let (a, b) = (
+            Listener::claim(any, "listen").expect("port 0"),
+            Listener::claim(any, "admin_listen").expect("port 0"),
+        );
+        assert_ne!(a.address.port(), 0);
+        assert_ne!(a.address, b.address, "two reservations, two ports");
+        assert!(a.reservation.is_some());
+        // The reserved port is held: a plain bind cannot take it.
+        assert!(TcpListener::bind(a.address).is_err());
+
+        let busy = TcpListener::bind(any).expect("bind");
+        let address = busy.local_addr().expect("address");
+        let Err(error) = Listener::claim(address, "listen") else {
+            panic!("a busy port is refused");
+        };
+        assert!(error
+            .to_string()
+            .starts_with(&format!("cannot listen on {address} (listen): ")));
     }
 }

@@ -22,7 +22,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 use support::processes::DemoApi;
-use support::{client, free_port, GatewayProcess};
+use support::{client, GatewayProcess, RefusingAddress};
 
 /// The Debian browser the test drives; not a downloaded one, so it matches the driver.
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -82,7 +82,8 @@ async fn scenario() {
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/dev.yaml");
     let api_url = demo.url();
     // Nothing listens there: no request of this test is routed to the backend.
-    let backend_url = format!("http://127.0.0.1:{}", free_port());
+    let refusing = RefusingAddress::new();
+    let backend_url = refusing.url();
     // dev.yaml trusts the demo API's tokens; this one listens on an ephemeral port.
     let jwks_url = format!("{api_url}/.well-known/jwks.json");
     let mut env = vec![
@@ -238,12 +239,17 @@ fn bind_localhost(port: u16) -> Option<Vec<TcpListener>> {
     }
 }
 
-/// An ephemeral port bound on both loopback addresses (see [`bind_localhost`]).
+/// An ephemeral port bound on both loopback addresses (see [`bind_localhost`]): the system
+/// picks it on 127.0.0.1 and the listener is kept while `::1` is tried on the same port.
 fn bind_ephemeral_localhost() -> (u16, Vec<TcpListener>) {
     for _ in 0..20 {
-        let port = free_port();
-        if let Some(listeners) = bind_localhost(port) {
-            return (port, listeners);
+        let v4 = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .expect("an ephemeral port on 127.0.0.1");
+        let port = v4.local_addr().expect("the bound address").port();
+        match TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port))) {
+            Ok(v6) => return (port, vec![v4, v6]),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => return (port, vec![v4]),
+            Err(_) => continue,
         }
     }
     panic!("no ephemeral port was free on both 127.0.0.1 and ::1 in 20 tries");
@@ -310,17 +316,45 @@ impl ChromeDriver {
             dir.path().join("chromedriver.log"),
             dir.path().join("profile"),
         );
-        let port = free_port();
+        // Port 0: chromedriver binds a free port and prints it on stdout.
         let mut child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
+            .arg("--port=0")
             .arg(format!("--log-path={}", log.display()))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             // Its own group, so drop can end chromedriver and every Chromium process at once.
             .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {CHROMEDRIVER}: {e}"));
+        let stdout = child.stdout.take().expect("chromedriver's stdout");
+        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+        // Reads the port line, then drains stdout so chromedriver never blocks on it.
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            let mut port_tx = Some(port_tx);
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let port = line
+                    .strip_prefix("ChromeDriver was started successfully on port ")
+                    .and_then(|rest| rest.trim_end_matches('.').trim().parse::<u16>().ok());
+                if let Some(port) = port {
+                    if let Some(tx) = port_tx.take() {
+                        let _ = tx.send(port);
+                    }
+                }
+            }
+        });
+        let port = match tokio::time::timeout(READY_TIMEOUT, port_rx).await {
+            Ok(Ok(port)) => port,
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("chromedriver did not report its port:\n{}", read(&log));
+            }
+        };
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         wait_listening(addr, &mut child, "chromedriver", &log).await;
         ChromeDriver {

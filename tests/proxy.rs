@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use support::{
-    client, error_shape, free_port, header, raw_request, GatewayProcess, RecordingUpstream,
+    client, error_shape, header, raw_request, GatewayProcess, RecordingUpstream, RefusingAddress,
     TEST_POLICY,
 };
 
@@ -216,7 +216,8 @@ async fn upstream_connections_are_kept_alive_and_reused() {
 #[tokio::test]
 async fn unreachable_upstream_is_a_502_json_error_with_edge_headers() {
     let api = RecordingUpstream::start().await;
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let refusing = RefusingAddress::new();
+    let dead = refusing.url();
     let gateway = GatewayProcess::start(
         TEST_POLICY,
         &[

@@ -38,6 +38,8 @@ pub struct Metrics {
     adaptive_factor: GaugeVec,
     in_flight: IntGaugeVec,
     shed: IntCounterVec,
+    connections_open: prometheus::IntGauge,
+    connections_refused: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -157,6 +159,16 @@ impl Metrics {
             ),
             &["upstream"],
         )?;
+        let connections_open = prometheus::IntGauge::new(
+            "gardien_connections_open",
+            "Client connections open on the proxy listener",
+        )?;
+        let connections_refused = prometheus::IntCounter::new(
+            "gardien_connections_refused_total",
+            "Client connections closed at accept because server.max_connections were open",
+        )?;
+        registry.register(Box::new(connections_open.clone()))?;
+        registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(rate_limit_decisions.clone()))?;
         registry.register(Box::new(rate_limit_store.clone()))?;
         registry.register(Box::new(rate_limit_fallbacks.clone()))?;
@@ -201,6 +213,8 @@ impl Metrics {
             adaptive_factor,
             in_flight,
             shed,
+            connections_open,
+            connections_refused,
         })
     }
 
@@ -324,6 +338,18 @@ impl Metrics {
 
     pub fn shed(&self, upstream: &str) {
         self.shed.with_label_values(&[upstream]).inc();
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_open.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.dec();
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -5,6 +5,7 @@ pub mod adaptive;
 pub mod client_address;
 pub mod cors;
 pub mod forwarded;
+pub mod host;
 pub mod identity;
 pub mod jwks;
 pub mod jwt;

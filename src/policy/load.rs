@@ -42,6 +42,8 @@ const SECTIONS: [&str; 11] = [
 
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A policy that loaded, with the warnings found on the way.
 #[derive(Debug)]
@@ -423,7 +425,8 @@ fn compile(
         .as_deref()
         .and_then(|a| socket_addr(a, "admin_listen", diag));
     if let (Some(a), Some(b)) = (listen, admin_listen) {
-        if a == b {
+        // Port 0 twice is two ports the system picks, not one address twice.
+        if a == b && a.port() != 0 {
             diag.error("admin_listen", "must differ from `listen`");
         }
     }
@@ -534,8 +537,34 @@ fn server_settings(spec: &ServerSpec, diag: &mut Diagnostics) -> ServerSettings 
             "must be at least 1024: browsers alone send several hundred bytes",
         );
     }
+    let request_header_timeout = spec
+        .request_header_timeout
+        .unwrap_or(DEFAULT_REQUEST_HEADER_TIMEOUT);
+    if request_header_timeout < Duration::from_millis(100) {
+        diag.error(
+            "server.request_header_timeout",
+            "must be at least 100ms: slower clients would never get a request through",
+        );
+    }
+    // Pingora counts keep-alive in whole seconds.
+    let keepalive_timeout = spec.keepalive_timeout.unwrap_or(DEFAULT_KEEPALIVE_TIMEOUT);
+    if !keepalive_timeout.is_zero() && keepalive_timeout.subsec_nanos() != 0 {
+        diag.error(
+            "server.keepalive_timeout",
+            "must be whole seconds (as 5s or 60s), or 0s to turn keep-alive off",
+        );
+    }
+    if spec.max_connections == Some(0) {
+        diag.error(
+            "server.max_connections",
+            "must be at least 1 (leave it out for no limit)",
+        );
+    }
     ServerSettings {
         max_header_bytes,
+        request_header_timeout,
+        keepalive_timeout: (!keepalive_timeout.is_zero()).then_some(keepalive_timeout),
+        max_connections: spec.max_connections,
         watch_policy: spec.watch_policy.unwrap_or(true),
         threads,
         graceful_shutdown_timeout: spec
@@ -767,5 +796,47 @@ cors:
         assert_eq!(dev.policy.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(dev.policy.admin_listen.to_string(), "127.0.0.1:9090");
         assert!(load_file(&root.join("production.yaml"), &no_env()).is_err());
+    }
+
+    #[test]
+    fn connection_settings_have_defaults_and_are_checked() {
+        let server = parse(MINIMAL, &no_env()).expect("valid").policy.server;
+        assert_eq!(server.request_header_timeout, Duration::from_secs(10));
+        assert_eq!(server.keepalive_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(server.max_connections, None);
+
+        let text = format!(
+            "{MINIMAL}server: {{ request_header_timeout: 2s, keepalive_timeout: 0s, max_connections: 5 }}\n"
+        );
+        let server = parse(&text, &no_env()).expect("valid").policy.server;
+        assert_eq!(server.request_header_timeout, Duration::from_secs(2));
+        assert_eq!(server.keepalive_timeout, None, "0s turns keep-alive off");
+        assert_eq!(server.max_connections, Some(5));
+
+        let text = format!(
+            "{MINIMAL}server: {{ request_header_timeout: 10ms, keepalive_timeout: 1500ms, max_connections: 0 }}\n"
+        );
+        let paths: Vec<_> = problems(&text, &no_env())
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect();
+        assert_eq!(
+            paths,
+            vec![
+                "server.request_header_timeout",
+                "server.keepalive_timeout",
+                "server.max_connections"
+            ]
+        );
+    }
+
+    #[test]
+    fn both_listeners_may_ask_for_port_zero() {
+        let text = MINIMAL
+            .replace("\"127.0.0.1:8080\"", "\"127.0.0.1:0\"")
+            .replace("\"127.0.0.1:9090\"", "\"127.0.0.1:0\"");
+        assert!(parse(&text, &no_env()).is_ok());
+        let same = MINIMAL.replace("\"127.0.0.1:9090\"", "\"127.0.0.1:8080\"");
+        assert_eq!(problems(&same, &no_env())[0].0, "admin_listen");
     }
 }

@@ -51,6 +51,12 @@ pub struct ServerSettings {
     pub graceful_shutdown_timeout: Duration,
     pub max_header_bytes: usize,
     pub watch_policy: bool,
+    /// Deadline for a whole request head (`408` past it).
+    pub request_header_timeout: Duration,
+    /// Idle keep-alive; `None`: keep-alive off.
+    pub keepalive_timeout: Option<Duration>,
+    /// Open client connections at most; `None`: no limit.
+    pub max_connections: Option<usize>,
 }
 
 impl Policy {

@@ -222,6 +222,16 @@ pub struct ServerSpec {
     pub max_header_bytes: Option<usize>,
     /// Reload the policy when its file changes (SIGHUP always reloads). Default true.
     pub watch_policy: Option<bool>,
+    /// The whole request head must arrive within this, or `408` and close. Default 10s.
+    #[serde(default, with = "humantime_serde")]
+    pub request_header_timeout: Option<Duration>,
+    /// How long an idle keep-alive connection stays open; `0s` turns keep-alive off.
+    /// Default 60s.
+    #[serde(default, with = "humantime_serde")]
+    pub keepalive_timeout: Option<Duration>,
+    /// Open client connections at most; past it new ones are closed at accept. Default:
+    /// no limit.
+    pub max_connections: Option<usize>,
 }
 
 /// `rate_limits:`.

@@ -1,5 +1,9 @@
 //! Test support: a recording upstream, the real `gardien` binary started on ephemeral
 //! loopback ports, and small HTTP helpers. Every integration test starts real processes.
+//!
+//! No port is picked by binding and releasing it (another test could take it in between):
+//! processes bind port 0 and report the port (`gardien run --ready-file`), and in-process
+//! servers hold their listener.
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
@@ -7,7 +11,7 @@ pub mod jwt;
 pub mod processes;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -18,12 +22,49 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("an ephemeral port")
+/// A loopback address where nothing listens (connections are refused) for as long as the
+/// value lives: a socket bound to port 0 that never listens holds the port.
+pub struct RefusingAddress {
+    pub addr: SocketAddr,
+    _socket: socket2::Socket,
+}
+
+impl RefusingAddress {
+    pub fn new() -> Self {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a socket");
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("an address");
+        socket.bind(&any.into()).expect("bind port 0");
+        let addr = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("the bound address");
+        RefusingAddress {
+            addr,
+            _socket: socket,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Waits up to `timeout` for the ready file a child writes once it listens, while `child`
+/// runs; `None` if it exited or the time ran out.
+pub async fn wait_ready_file(path: &Path, child: &mut Child, timeout: Duration) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        // Written with a rename: present means complete.
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return Some(text);
+        }
+        if matches!(child.try_wait(), Ok(Some(_))) || Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// What the upstream saw of one request.
@@ -225,17 +266,19 @@ impl GatewayProcess {
         .await
     }
 
-    /// Starts `gardien run --policy <path>` (a shipped policy, for instance).
+    /// Starts `gardien run --policy <path>` (a shipped policy, for instance) on port 0 for
+    /// both listeners (`GARDIEN_LISTEN`, `GARDIEN_ADMIN_LISTEN`, unless `env` sets them), and
+    /// waits for its ready file and `/healthz`.
     pub async fn start_file(path: &Path, env: &[(&str, &str)], dir: tempfile::TempDir) -> Self {
-        let (port, admin_port) = (free_port(), free_port());
         let log = dir.path().join("gardien.log");
+        let ready = dir.path().join("gardien.ready");
         let log_file = std::fs::File::create(&log).expect("log file");
-        let listen = format!("127.0.0.1:{port}");
-        let admin_listen = format!("127.0.0.1:{admin_port}");
         let mut command = Command::new(env!("CARGO_BIN_EXE_gardien"));
         command
             .args(["run", "--policy"])
             .arg(path)
+            .arg("--ready-file")
+            .arg(&ready)
             .env_remove("FRONTEND_URL")
             // Secrets come from `env` only, never from this machine's Google project or
             // /run/secrets (tests that want files or Secret Manager set these).
@@ -243,8 +286,8 @@ impl GatewayProcess {
             .env_remove("SECRET_MANAGER_PROJECT")
             .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
             .env("SECRETS_DIR", dir.path().join("secrets"))
-            .env("GARDIEN_LISTEN", &listen)
-            .env("GARDIEN_ADMIN_LISTEN", &admin_listen)
+            .env("GARDIEN_LISTEN", "127.0.0.1:0")
+            .env("GARDIEN_ADMIN_LISTEN", "127.0.0.1:0")
             .env("GARDIEN_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -252,7 +295,22 @@ impl GatewayProcess {
         for (name, value) in env {
             command.env(name, value);
         }
-        let child = command.spawn().expect("spawn gardien");
+        let mut child = command.spawn().expect("spawn gardien");
+        let Some(text) = wait_ready_file(&ready, &mut child, Duration::from_secs(30)).await else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "gardien did not write its ready file in 30s:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        let address = |key: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(key))
+                .unwrap_or_else(|| panic!("`{key}` in the ready file: {text:?}"))
+                .to_owned()
+        };
+        let (listen, admin_listen) = (address("listen="), address("admin_listen="));
         let mut gateway = GatewayProcess {
             child,
             policy: path.to_path_buf(),

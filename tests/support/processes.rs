@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::free_port;
+use super::wait_ready_file;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -22,8 +22,9 @@ pub struct DemoApi {
 }
 
 impl DemoApi {
-    /// Starts the example binary that `cargo test` built next to this test, and waits for
-    /// the readiness line it prints on stdout.
+    /// Starts the example binary that `cargo test` built next to this test on port 0, and
+    /// waits for the readiness line with the bound address it prints on stdout; its tokens'
+    /// issuer is that address.
     pub async fn start() -> Self {
         Self::start_with(&[]).await
     }
@@ -33,15 +34,13 @@ impl DemoApi {
         let binary = target_binary(&["examples", "demo_api"]);
         let dir = tempfile::tempdir().expect("a tempdir for the demo API");
         let log = dir.path().join("demo_api.log");
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
         let mut command = Command::new(&binary);
         for (name, value) in env {
             command.env(name, value);
         }
         let mut child = command
-            .env("DEMO_API_LISTEN", &listen)
-            .env("DEMO_API_ISSUER", format!("http://{listen}"))
+            .env("DEMO_API_LISTEN", "127.0.0.1:0")
+            .env_remove("DEMO_API_ISSUER")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("the demo API log file"))
@@ -71,7 +70,11 @@ impl DemoApi {
             Ok(Err(_)) => panic!("demo_api exited before listening:\n{}", read(&log)),
             Err(_) => panic!("demo_api not ready in {READY_TIMEOUT:?}:\n{}", read(&log)),
         }
-        assert_eq!(demo.addr, listen, "demo_api listens where it was told");
+        assert!(
+            demo.addr.starts_with("127.0.0.1:"),
+            "demo_api listens on loopback: {}",
+            demo.addr
+        );
         demo
     }
 
@@ -109,7 +112,9 @@ pub fn target_binary(parts: &[&str]) -> PathBuf {
 
 /// `gardien-backend` in a child process on a fresh SQLite file (or `DATABASE_URL` from
 /// `env`), as `GARDIEN_ENVIRONMENT=dev` unless `env` says otherwise, with secrets from
-/// `env` only (never this machine's Google project or /run/secrets); killed on drop.
+/// `env` only (never this machine's Google project or /run/secrets); killed on drop. It
+/// binds port 0 and writes the bound `127.0.0.1:PORT` to its ready file
+/// (`BACKEND_READY_FILE`).
 pub struct BackendProcess {
     child: Child,
     pub addr: String,
@@ -122,14 +127,15 @@ impl BackendProcess {
         let binary = target_binary(&["gardien-backend"]);
         let dir = tempfile::tempdir().expect("a tempdir for the backend");
         let log = dir.path().join("backend.log");
-        let listen = format!("127.0.0.1:{}", free_port());
+        let ready = dir.path().join("backend.ready");
         let database = format!(
             "sqlite://{}?mode=rwc",
             dir.path().join("backend.db").display()
         );
         let mut command = Command::new(&binary);
         command
-            .env("BACKEND_LISTEN", &listen)
+            .env("BACKEND_LISTEN", "127.0.0.1:0")
+            .env("BACKEND_READY_FILE", &ready)
             .env("DATABASE_URL", &database)
             .env("GARDIEN_ENVIRONMENT", "dev")
             .env("SECRETS_DIR", dir.path().join("secrets"))
@@ -147,32 +153,21 @@ impl BackendProcess {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
         let stdout = child.stdout.take().expect("the backend's stdout");
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
-            let mut ready_tx = Some(ready_tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("gardien-backend listening on http://") {
-                    if let Some(tx) = ready_tx.take() {
-                        let _ = tx.send(addr.trim().to_owned());
-                    }
-                }
-            }
-        });
+        // Drained so the child never blocks on a full pipe.
+        std::thread::spawn(
+            move || for _ in BufReader::new(stdout).lines().map_while(Result::ok) {},
+        );
+        let addr = wait_ready_file(&ready, &mut child, READY_TIMEOUT).await;
         let mut backend = BackendProcess {
             child,
             addr: String::new(),
             log,
             _dir: dir,
         };
-        match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
-            Ok(Ok(addr)) => backend.addr = addr,
-            Ok(Err(_)) => panic!(
-                "gardien-backend exited before listening:\n{}",
-                read(&backend.log)
-            ),
-            Err(_) => panic!(
-                "gardien-backend not ready in {READY_TIMEOUT:?}:\n{}",
+        match addr {
+            Some(addr) => backend.addr = addr.trim().to_owned(),
+            None => panic!(
+                "gardien-backend did not write its ready file in {READY_TIMEOUT:?}:\n{}",
                 read(&backend.log)
             ),
         }
