@@ -143,8 +143,7 @@ impl GatewayError {
     /// invalid one (RFC 9112 §3.2).
     pub fn bad_host() -> Self {
         Self::new(
-            StatusCode::BAD_REQUEST,
-            "bad_host",
+            ErrorCode::BadHost,
             "the request needs exactly one valid Host header",
         )
     }
@@ -152,8 +151,7 @@ impl GatewayError {
     /// `408` when a request head does not arrive within `server.request_header_timeout`.
     pub fn request_header_timeout() -> Self {
         Self::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_header_timeout",
+            ErrorCode::RequestHeaderTimeout,
             "the request headers did not arrive in time",
         )
     }

@@ -46,7 +46,7 @@ error_codes! {
     /// An HTTP/1.1 request without exactly one valid `Host` (RFC 9112 §3.2).
     BadHost = "bad_host", 400;
     /// The request head did not arrive within `server.request_header_timeout`.
-    RequestTimeout = "request_timeout", 408;
+    RequestHeaderTimeout = "request_header_timeout", 408;
     /// The request headers are larger than `server.max_header_bytes`.
     HeadersTooLarge = "headers_too_large", 431;
     /// The upstream could not be reached.
