@@ -168,7 +168,10 @@ pub fn describe_database(url: &str) -> String {
         let Ok(parsed) = reqwest::Url::parse(url) else {
             return "PostgreSQL (the URL does not parse)".to_owned();
         };
-        let host = parsed.host_str().filter(|h| !h.is_empty()).unwrap_or("localhost");
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .unwrap_or("localhost");
         let port = parsed.port().unwrap_or(5432);
         let mut text = format!("PostgreSQL, host {host}:{port}");
         let database = parsed.path().trim_start_matches('/');
@@ -288,7 +291,11 @@ mod tests {
 
     #[test]
     fn sqlite_in_production_must_be_asked_for() {
-        let sqlite = ["gardien-backend", "--database-url", "sqlite://b.db?mode=rwc"];
+        let sqlite = [
+            "gardien-backend",
+            "--database-url",
+            "sqlite://b.db?mode=rwc",
+        ];
         let problems = Options::parse_from(sqlite).problems();
         assert!(
             problems.iter().any(|p| p.starts_with("DATABASE_URL:") && p.contains("DATABASE_ALLOW_SQLITE=true")),

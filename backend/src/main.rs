@@ -8,14 +8,16 @@ use clap::Parser;
 use gardien_backend::config::{describe_database, redact_url, Cli, Command, Environment};
 use gardien_backend::db::{Db, PoolSettings};
 use gardien_backend::delivery::circuit::Circuits;
+use gardien_backend::delivery::config::{list_variable, DeliveryOptions, OFF};
 use gardien_backend::delivery::provider::Channel;
 use gardien_backend::delivery::providers::{ProcessEnv, ProvidersConfig};
 use gardien_backend::delivery::registry::Providers;
-use gardien_backend::delivery::config::{list_variable, DeliveryOptions, OFF};
-use gardien_backend::delivery::{channel_problems, channel_report, secret_requirements, start_workers};
+use gardien_backend::delivery::{
+    channel_problems, channel_report, secret_requirements, start_workers,
+};
 use gardien_backend::metrics::Metrics;
-use gardien_backend::{logging, ready, secrets};
 use gardien_backend::{app, AppState};
+use gardien_backend::{logging, ready, secrets};
 use gardien_secrets::SecretLookup;
 
 #[tokio::main]
@@ -274,7 +276,10 @@ fn names(options: &DeliveryOptions, providers: &Providers, channel: Channel) -> 
 fn database_line(options: &gardien_backend::config::Options, flag: bool) -> String {
     match (&options.database_url, flag) {
         (Some(url), true) => format!("database: {} (--database-url)", describe_database(url)),
-        (Some(url), false) => format!("database: {} (the DATABASE_URL secret)", describe_database(url)),
+        (Some(url), false) => format!(
+            "database: {} (the DATABASE_URL secret)",
+            describe_database(url)
+        ),
         (None, _) if options.environment == Environment::Production => {
             "database: none (DATABASE_URL is required in production)".to_owned()
         }

@@ -50,7 +50,10 @@ mod tests {
         assert_eq!(left, vec![std::ffi::OsString::from("ready")]);
         // A second start replaces it.
         write(&path, "127.0.0.1:1".parse().expect("addr")).expect("rewritten");
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), "127.0.0.1:1\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "127.0.0.1:1\n"
+        );
     }
 
     #[test]

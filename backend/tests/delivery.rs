@@ -478,9 +478,11 @@ async fn a_channel_turned_off_is_skipped_not_failed(engine: Engine) {
         .await;
     assert_eq!(patch.status, 200, "{}", patch.json);
     let id = app
-        .send(ada(json!({"to": {"email": "ada@example.com", "phone": "+33612345678"},
+        .send(ada(
+            json!({"to": {"email": "ada@example.com", "phone": "+33612345678"},
                          "variables": {"name": "Ada", "code": "1234"},
-                         "channels": ["email", "sms"]})))
+                         "channels": ["email", "sms"]}),
+        ))
         .await;
     let view = app.settled(&id, SETTLE).await;
     let sms = channel(&view, "sms");

@@ -44,7 +44,10 @@ const CLEARED: [&str; 20] = [
 ];
 
 /// A production database that `check` only names (it does not connect).
-const POSTGRES: (&str, &str) = ("DATABASE_URL", "postgres://gardien@db.internal:5432/gardien");
+const POSTGRES: (&str, &str) = (
+    "DATABASE_URL",
+    "postgres://gardien@db.internal:5432/gardien",
+);
 /// Both channels turned off: what a production service that sends nothing sets.
 const CHANNELS_OFF: [(&str, &str); 2] = [
     ("NOTIFY_EMAIL_PROVIDERS", "none"),

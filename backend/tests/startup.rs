@@ -12,7 +12,10 @@ use std::time::Duration;
 
 const SECRET: &str = "startup-tests-internal-secret-0123456789";
 const DB_PASSWORD: &str = "startup-db-password-never-printed";
-const POSTGRES: (&str, &str) = ("DATABASE_URL", "postgres://gardien@db.internal:5432/gardien");
+const POSTGRES: (&str, &str) = (
+    "DATABASE_URL",
+    "postgres://gardien@db.internal:5432/gardien",
+);
 
 /// Every variable the tests set, removed first so only what a test passes counts.
 const CLEARED: &[&str] = &[
@@ -44,7 +47,10 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
         command.env_remove(name);
     }
     command
-        .env("SECRETS_DIR", "/nonexistent/gardien-backend-startup-secrets")
+        .env(
+            "SECRETS_DIR",
+            "/nonexistent/gardien-backend-startup-secrets",
+        )
         .env("GARDIEN_INTERNAL_SECRET", SECRET);
     for (name, value) in env {
         command.env(name, value);
@@ -77,7 +83,10 @@ impl Start {
     }
 
     fn database(&self) -> String {
-        format!("sqlite://{}?mode=rwc", self.dir.path().join("b.db").display())
+        format!(
+            "sqlite://{}?mode=rwc",
+            self.dir.path().join("b.db").display()
+        )
     }
 
     /// The command, with `env` over port 0, the ready file and the SQLite database.
@@ -115,11 +124,7 @@ impl Start {
             .spawn()
             .expect("spawn gardien-backend");
         match ready::wait_for_address(&self.ready(), &mut child, Duration::from_secs(30)) {
-            Ok(addr) => Running {
-                child,
-                addr,
-                log,
-            },
+            Ok(addr) => Running { child, addr, log },
             Err(why) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -168,10 +173,13 @@ fn production_refuses_a_channel_without_a_provider_naming_what_to_set() {
     );
     assert!(
         stderr.contains("error: NOTIFY_SMS_PROVIDERS: no sms provider is configured")
-            && stderr.contains("TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID + TWILIO_ACCOUNT_SID + TWILIO_AUTH_TOKEN (twilio)"),
+            && stderr.contains("(TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID) + TWILIO_ACCOUNT_SID + TWILIO_AUTH_TOKEN (twilio)"),
         "{stderr}"
     );
-    assert!(stdout.contains("email: no provider (not configured)"), "{stdout}");
+    assert!(
+        stdout.contains("email: no provider (not configured)"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("ok: "), "{stdout}");
 
     // The start is refused with the same problems.
@@ -204,13 +212,18 @@ fn a_channel_turned_off_is_reported_and_accepted() {
     );
     assert!(stdout.contains("sms: twilio"), "{stdout}");
     assert!(
-        stdout.contains("notifications: live mode, email off (NOTIFY_EMAIL_PROVIDERS=none), sms via twilio"),
+        stdout.contains(
+            "notifications: live mode, email off (NOTIFY_EMAIL_PROVIDERS=none), sms via twilio"
+        ),
         "{stdout}"
     );
     // `none` stands alone.
     let (output, _, stderr) = run(
         &["check"],
-        &[("GARDIEN_ENVIRONMENT", "dev"), ("NOTIFY_EMAIL_PROVIDERS", "none,smtp")],
+        &[
+            ("GARDIEN_ENVIRONMENT", "dev"),
+            ("NOTIFY_EMAIL_PROVIDERS", "none,smtp"),
+        ],
     );
     assert_eq!(output.status.code(), Some(1));
     assert!(
@@ -287,7 +300,10 @@ fn production_requires_a_database_url() {
         "{stderr}"
     );
     assert!(!ready.exists());
-    assert!(!dir.path().join("gardien.db").exists(), "no throwaway SQLite file");
+    assert!(
+        !dir.path().join("gardien.db").exists(),
+        "no throwaway SQLite file"
+    );
 
     // Nor is a migration run on the default file.
     let output = command(&["migrate"], &off)
@@ -300,7 +316,10 @@ fn production_requires_a_database_url() {
         stderr.contains("DATABASE_URL: required in production"),
         "{stderr}"
     );
-    assert!(!dir.path().join("gardien.db").exists(), "no throwaway SQLite file");
+    assert!(
+        !dir.path().join("gardien.db").exists(),
+        "no throwaway SQLite file"
+    );
 
     // `--database-url` gives it too.
     let (output, stdout, stderr) = run(
@@ -309,7 +328,9 @@ fn production_requires_a_database_url() {
     );
     assert!(output.status.success(), "{stdout}{stderr}");
     assert!(
-        stdout.contains("database: PostgreSQL, host db.internal:5432, database gardien (--database-url)"),
+        stdout.contains(
+            "database: PostgreSQL, host db.internal:5432, database gardien (--database-url)"
+        ),
         "{stdout}"
     );
 }
@@ -346,7 +367,10 @@ fn sqlite_in_production_only_when_asked_for() {
         ("DATABASE_URL", &database),
         ("DATABASE_ALLOW_SQLITE", "false"),
     ]);
-    assert!(stderr.contains("is SQLite, refused in production"), "{stderr}");
+    assert!(
+        stderr.contains("is SQLite, refused in production"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -453,7 +477,10 @@ fn gardien_log_format_json_prints_json_lines_and_log_format_still_does() {
         let lines = started_lines(&log);
         assert_eq!(lines.len(), 1, "{env:?}: {log}");
         assert!(is_json(lines[0]), "{env:?}: {log}");
-        assert!(log.lines().all(is_json), "{env:?}: every line is JSON: {log}");
+        assert!(
+            log.lines().all(is_json),
+            "{env:?}: every line is JSON: {log}"
+        );
     }
     // The new name wins.
     let start = Start::new();
@@ -479,10 +506,16 @@ fn gardien_log_filters_and_wins_over_rust_log() {
             ("RUST_LOG", "info"),
         ])
         .stop();
-    assert!(started_lines(&log).is_empty(), "info is filtered out: {log}");
+    assert!(
+        started_lines(&log).is_empty(),
+        "info is filtered out: {log}"
+    );
     let start = Start::new();
     let log = start
         .running(&[("GARDIEN_ENVIRONMENT", "dev"), ("RUST_LOG", "warn")])
         .stop();
-    assert!(started_lines(&log).is_empty(), "RUST_LOG is still read: {log}");
+    assert!(
+        started_lines(&log).is_empty(),
+        "RUST_LOG is still read: {log}"
+    );
 }

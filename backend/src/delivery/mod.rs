@@ -26,8 +26,8 @@ use crate::config::Environment;
 use crate::db::Db;
 use crate::metrics::Metrics;
 use circuit::Circuits;
-use provider::Channel;
 use config::{DeliveryOptions, NotifyMode};
+use provider::Channel;
 use registry::Providers;
 use worker::{Worker, WorkerSettings};
 
@@ -61,12 +61,24 @@ pub fn secret_requirements(
 
 /// Each channel's line for `check` and the start log: its providers, `off` when the
 /// operator turned it off, or that it has none.
-pub fn channel_report(options: &DeliveryOptions, providers: &Providers, channel: Channel) -> String {
+pub fn channel_report(
+    options: &DeliveryOptions,
+    providers: &Providers,
+    channel: Channel,
+) -> String {
     let name = channel.name();
     if options.channel_off(channel) {
-        return format!("{name}: off ({}={})", config::list_variable(channel), config::OFF);
+        return format!(
+            "{name}: off ({}={})",
+            config::list_variable(channel),
+            config::OFF
+        );
     }
-    let names: Vec<&str> = providers.for_channel(channel).iter().map(|p| p.name()).collect();
+    let names: Vec<&str> = providers
+        .for_channel(channel)
+        .iter()
+        .map(|p| p.name())
+        .collect();
     if names.is_empty() {
         format!("{name}: no provider (not configured)")
     } else {

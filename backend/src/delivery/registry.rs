@@ -31,7 +31,7 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// Lists without secrets to report (tests, the log mode).
+    /// Lists without secrets to report (tests).
     pub fn new(email: Vec<Arc<dyn Provider>>, sms: Vec<Arc<dyn Provider>>) -> Self {
         Providers {
             email,
@@ -99,7 +99,9 @@ impl Providers {
                 _ => declaration::ALL
                     .iter()
                     .copied()
-                    .filter(|d| d.carries(channel) && d.runs_in(mode) && (d.configured)(config, mode))
+                    .filter(|d| {
+                        d.carries(channel) && d.runs_in(mode) && (d.configured)(config, mode)
+                    })
                     .collect(),
             };
             for declared in chosen {

@@ -67,7 +67,8 @@ impl ProviderDeclaration {
 
     /// Whether `NOTIFY_<channel>_PROVIDERS` may name it.
     pub fn listable(&self, channel: Channel) -> bool {
-        self.carries(channel) && (self.runs_in(NotifyMode::Live) || self.runs_in(NotifyMode::Sandbox))
+        self.carries(channel)
+            && (self.runs_in(NotifyMode::Live) || self.runs_in(NotifyMode::Sandbox))
     }
 }
 
@@ -163,7 +164,10 @@ mod tests {
         let read = recorder.0.lock().expect("lock").clone();
         assert!(!read.is_empty());
         for name in read {
-            assert!(declared.contains(&name.as_str()), "{name} is read but not declared");
+            assert!(
+                declared.contains(&name.as_str()),
+                "{name} is read but not declared"
+            );
         }
     }
 }

@@ -82,7 +82,7 @@ pub const PRIMARY: ProviderDeclaration = ProviderDeclaration {
             needed: true,
         },
     ],
-    setup: "TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID + TWILIO_ACCOUNT_SID + TWILIO_AUTH_TOKEN",
+    setup: "(TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID) + TWILIO_ACCOUNT_SID + TWILIO_AUTH_TOKEN",
     // In sandbox the sender is Twilio's test number: no setting needed.
     configured: |config, mode| {
         mode == NotifyMode::Sandbox
@@ -119,7 +119,7 @@ pub const SECONDARY: ProviderDeclaration = ProviderDeclaration {
             needed: true,
         },
     ],
-    setup: "TWILIO_SECONDARY_FROM or TWILIO_SECONDARY_MESSAGING_SERVICE_SID + TWILIO_SECONDARY_ACCOUNT_SID + TWILIO_SECONDARY_AUTH_TOKEN",
+    setup: "(TWILIO_SECONDARY_FROM or TWILIO_SECONDARY_MESSAGING_SERVICE_SID) + TWILIO_SECONDARY_ACCOUNT_SID + TWILIO_SECONDARY_AUTH_TOKEN",
     configured: |config, _| config.twilio_secondary.is_some(),
     build: build_secondary,
 };
@@ -157,8 +157,9 @@ fn build_secondary(
             ))
         }
     };
-    let provider = Twilio::new(account, secrets, sandbox)
-        .map_err(|e| format!("{e} (TWILIO_SECONDARY_FROM or TWILIO_SECONDARY_MESSAGING_SERVICE_SID)"))?;
+    let provider = Twilio::new(account, secrets, sandbox).map_err(|e| {
+        format!("{e} (TWILIO_SECONDARY_FROM or TWILIO_SECONDARY_MESSAGING_SERVICE_SID)")
+    })?;
     Ok(Arc::new(provider))
 }
 
