@@ -27,6 +27,18 @@ async fn main() -> ExitCode {
     let mut options = cli.options;
     let environment = options.environment;
     let database_given = options.database_url.is_some();
+    let serve = matches!(cli.command, None | Some(Command::Serve));
+    if let (true, Some(path)) = (serve, &options.ready_file) {
+        // A waiter must not read the address of a previous run (`check` and `migrate`
+        // leave the file of a running service alone).
+        if let Err(e) = ready::clear(path) {
+            eprintln!(
+                "error: cannot remove the old ready file {}: {e}",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
 
     let store = match gardien_secrets::SecretStore::for_process(environment) {
         Ok(store) => store,

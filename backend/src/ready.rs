@@ -6,6 +6,15 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 
+/// Removes a ready file a previous run left, so nobody waiting for this run reads the
+/// last one's address. A file that is not there is fine.
+pub fn clear(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Writes `address` and a newline to `path` atomically: a temporary file in the same
 /// directory, then a rename, so a reader never sees a partial address.
 pub fn write(path: &Path, address: SocketAddr) -> std::io::Result<()> {
@@ -54,6 +63,16 @@ mod tests {
             std::fs::read_to_string(&path).expect("read"),
             "127.0.0.1:1\n"
         );
+    }
+
+    #[test]
+    fn a_stale_file_is_cleared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ready");
+        clear(&path).expect("nothing to clear");
+        std::fs::write(&path, "127.0.0.1:9\n").expect("stale");
+        clear(&path).expect("cleared");
+        assert!(!path.exists());
     }
 
     #[test]

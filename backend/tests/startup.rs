@@ -519,3 +519,53 @@ fn gardien_log_filters_and_wins_over_rust_log() {
         "RUST_LOG is still read: {log}"
     );
 }
+
+#[test]
+fn a_stale_ready_file_is_replaced_and_check_leaves_it_alone() {
+    let start = Start::new();
+    std::fs::write(start.ready(), "127.0.0.1:9\n").expect("stale file");
+    // `check` with the service's environment does not touch the running one's file.
+    let ready = start.ready();
+    let (output, stdout, stderr) = run(
+        &["check"],
+        &[
+            ("GARDIEN_ENVIRONMENT", "dev"),
+            ("BACKEND_READY_FILE", ready.to_str().expect("path")),
+        ],
+    );
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&ready).expect("still there"),
+        "127.0.0.1:9\n"
+    );
+    // A start replaces it with its own address (a waiter should still remove a stale
+    // file before starting the process, as the tests do with a fresh directory).
+    let mut child = start
+        .command(&[("GARDIEN_ENVIRONMENT", "dev")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let written = loop {
+        let text = std::fs::read_to_string(&ready).unwrap_or_default();
+        if !text.is_empty() && text != "127.0.0.1:9\n" {
+            break text;
+        }
+        if std::time::Instant::now() >= deadline || child.try_wait().ok().flatten().is_some() {
+            let _ = child.kill();
+            panic!("the stale ready file was never replaced: {text:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let addr: std::net::SocketAddr = written.trim().parse().expect("an address");
+    assert_ne!(addr.port(), 9);
+    assert!(written.ends_with('\n'));
+
+    // A refused start leaves no stale address behind for a waiter to connect to.
+    std::fs::write(&ready, "127.0.0.1:9\n").expect("stale file");
+    let stderr = start.refused(&[("NOTIFY_MODE", "live")]);
+    assert!(stderr.contains("nothing was started"), "{stderr}");
+}
