@@ -17,9 +17,11 @@
 //! in the gateway's load harness. Every load is bounded in time. The table replaces the
 //! part of `docs/BENCHMARKS.md` between `<!-- delivery:begin -->` and `<!-- delivery:end -->`.
 
+#[path = "../tests/support/ready.rs"]
+mod ready;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -40,6 +42,8 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(120);
 struct Backend {
     child: Child,
     addr: String,
+    /// Holds the ready file.
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for Backend {
@@ -47,13 +51,6 @@ impl Drop for Backend {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn start_backend(database_url: &str, sendgrid: &str, workers: &str) -> Backend {
@@ -68,13 +65,16 @@ fn start_backend(database_url: &str, sendgrid: &str, workers: &str) -> Backend {
         "{} is missing: `make bench-delivery` builds it",
         binary.display()
     );
-    let addr = format!("127.0.0.1:{}", free_port());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ready = dir.path().join("ready");
+    let log = dir.path().join("backend.log");
     let mut child = Command::new("taskset")
         .args(["-c", "1"])
         .arg(&binary)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("BACKEND_LISTEN", &addr)
+        .env("BACKEND_LISTEN", "127.0.0.1:0")
+        .env("BACKEND_READY_FILE", &ready)
         .env("DATABASE_URL", database_url)
         .env("DATABASE_MAX_CONNECTIONS", "16")
         .env("GARDIEN_ENVIRONMENT", "dev")
@@ -86,23 +86,26 @@ fn start_backend(database_url: &str, sendgrid: &str, workers: &str) -> Backend {
         .env("EMAIL_FROM", "bench <bench@example.com>")
         .env("SENDGRID_API_BASE_URL", sendgrid)
         .env("SENDGRID_API_KEY", KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .env("GARDIEN_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("start gardien-backend");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with("gardien-backend listening") {
-                let _ = tx.send(());
-            }
+    match ready::wait_for_address(&ready, &mut child, Duration::from_secs(30)) {
+        Ok(addr) => Backend {
+            child,
+            addr: addr.to_string(),
+            _dir: dir,
+        },
+        Err(why) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "gardien-backend did not start: {why}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
         }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("gardien-backend listening");
-    Backend { child, addr }
+    }
 }
 
 fn signed(

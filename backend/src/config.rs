@@ -4,6 +4,7 @@
 //! secrets chain (see `secrets.rs`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -46,13 +47,29 @@ pub struct Options {
     /// fill missing secrets only in `dev`.
     #[arg(long, env = "GARDIEN_ENVIRONMENT", default_value = "production")]
     pub environment: Environment,
-    /// Address to listen on.
+    /// Address to listen on; port 0 takes a free port (the address bound is logged and
+    /// written to `--ready-file`).
     #[arg(long, env = "BACKEND_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
+    /// Once listening, write the address bound (`127.0.0.1:PORT` and a newline) to this
+    /// file, atomically.
+    #[arg(long, env = "BACKEND_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
     /// `sqlite://…` or `postgres://…`; overrides the `DATABASE_URL` secret (Secret Manager,
-    /// `/run/secrets/DATABASE_URL` or the variable). Default `sqlite://gardien.db?mode=rwc`.
+    /// `/run/secrets/DATABASE_URL` or the variable). Required in production (one of the
+    /// two); elsewhere the default is `sqlite://gardien.db?mode=rwc`.
     #[arg(long)]
     pub database_url: Option<String>,
+    /// Let production run on SQLite (one replica that keeps its file); without it a
+    /// SQLite URL refuses a production start.
+    #[arg(
+        long,
+        env = "DATABASE_ALLOW_SQLITE",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_sqlite: bool,
     /// Most connections in the pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub max_connections: u32,
@@ -107,25 +124,83 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     })
 }
 
-/// The database URL without its password, for logs.
+/// The database URL without its password (user info, or a `password=` parameter), for
+/// logs.
 pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
+    let redacted = match url.split_once("://") {
         Some((scheme, rest)) => match rest.rsplit_once('@') {
             Some((_, host)) => format!("{scheme}://[credentials]@{host}"),
             None => url.to_owned(),
         },
-        None => "[unparsable url]".to_owned(),
+        None if url.starts_with("sqlite:") => url.to_owned(),
+        None => return "[unparsable url]".to_owned(),
+    };
+    match redacted.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.to_ascii_lowercase().contains("pass") => {
+                        format!("{key}=[credentials]")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => redacted,
     }
 }
 
+/// Which database `url` is, for `check` and the start log: the engine and where, never a
+/// credential.
+pub fn describe_database(url: &str) -> String {
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let path = rest.trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or(path);
+        return if path.is_empty() || path == ":memory:" {
+            "SQLite in memory".to_owned()
+        } else {
+            format!("SQLite, file {path}")
+        };
+    }
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let Ok(parsed) = reqwest::Url::parse(url) else {
+            return "PostgreSQL (the URL does not parse)".to_owned();
+        };
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .unwrap_or("localhost");
+        let port = parsed.port().unwrap_or(5432);
+        let mut text = format!("PostgreSQL, host {host}:{port}");
+        let database = parsed.path().trim_start_matches('/');
+        if !database.is_empty() {
+            text.push_str(&format!(", database {database}"));
+        }
+        if !parsed.username().is_empty() {
+            text.push_str(&format!(", user {}", parsed.username()));
+        }
+        let query_password = parsed
+            .query_pairs()
+            .any(|(key, _)| key.to_ascii_lowercase().contains("pass"));
+        if parsed.password().is_some() || query_password {
+            text.push_str(" (password masked)");
+        }
+        return text;
+    }
+    format!("unknown engine ({})", redact_url(url))
+}
+
 impl Options {
-    /// The options from `args` and the environment, with defaults (for tests and tools).
-    pub fn try_parse_from_args<I, T>(args: I) -> Options
+    /// The options from `args` and the environment, with defaults (for tests and tools);
+    /// an invalid argument is an error naming it, never a panic.
+    pub fn try_parse_from_args<I, T>(args: I) -> Result<Options, clap::Error>
     where
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        Options::try_parse_from(args).unwrap_or_else(|e| panic!("invalid options: {e}"))
+        Options::try_parse_from(args)
     }
 
     /// The database URL in use: `--database-url`, else the `DATABASE_URL` secret once
@@ -144,6 +219,18 @@ impl Options {
         {
             problems.push(format!(
                 "DATABASE_URL: `{}` is neither sqlite:// nor postgres://",
+                redact_url(url)
+            ));
+        }
+        // In production a missing URL is a missing required secret (see `secrets.rs`);
+        // a SQLite one must be asked for.
+        if self.environment == Environment::Production
+            && self.database_url.is_some()
+            && url.starts_with("sqlite:")
+            && !self.allow_sqlite
+        {
+            problems.push(format!(
+                "DATABASE_URL: `{}` is SQLite, refused in production: every replica would have a database of its own; use postgres://…, or set DATABASE_ALLOW_SQLITE=true for a single replica that keeps its file",
                 redact_url(url)
             ));
         }
@@ -181,6 +268,50 @@ mod tests {
     }
 
     #[test]
+    fn databases_are_described_without_credentials() {
+        assert_eq!(
+            describe_database("postgres://app:s3cret@db.internal:6432/gardien?sslmode=require"),
+            "PostgreSQL, host db.internal:6432, database gardien, user app (password masked)"
+        );
+        assert_eq!(
+            describe_database("postgresql://db/x?password=s3cret"),
+            "PostgreSQL, host db:5432, database x (password masked)"
+        );
+        assert_eq!(
+            describe_database("sqlite:///var/lib/gardien/b.db?mode=rwc"),
+            "SQLite, file /var/lib/gardien/b.db"
+        );
+        assert_eq!(describe_database("sqlite::memory:"), "SQLite in memory");
+        assert_eq!(
+            redact_url("postgres://db/x?sslmode=require&password=s3cret"),
+            "postgres://db/x?sslmode=require&password=[credentials]"
+        );
+        assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
+    }
+
+    #[test]
+    fn sqlite_in_production_must_be_asked_for() {
+        let sqlite = [
+            "gardien-backend",
+            "--database-url",
+            "sqlite://b.db?mode=rwc",
+        ];
+        let problems = Options::parse_from(sqlite).problems();
+        assert!(
+            problems.iter().any(|p| p.starts_with("DATABASE_URL:") && p.contains("DATABASE_ALLOW_SQLITE=true")),
+            "{problems:?}"
+        );
+        let mut allowed = sqlite.to_vec();
+        allowed.extend(["--allow-sqlite", "true"]);
+        assert!(Options::parse_from(allowed).problems().is_empty());
+        let mut staging = sqlite.to_vec();
+        staging.extend(["--environment", "staging"]);
+        assert!(Options::parse_from(staging).problems().is_empty());
+        let postgres = ["gardien-backend", "--database-url", "postgres://db/x"];
+        assert!(Options::parse_from(postgres).problems().is_empty());
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
@@ -198,6 +329,17 @@ mod tests {
         let text = format!("{options:?}");
         assert!(!text.contains("s3cret"), "{text}");
         assert!(text.contains("postgres://[credentials]@db/x"), "{text}");
+    }
+
+    #[test]
+    fn try_parse_from_args_returns_an_error_instead_of_panicking() {
+        let parsed = std::panic::catch_unwind(|| {
+            Options::try_parse_from_args(["gardien-backend", "--max-connections", "many"])
+        });
+        let error = parsed.expect("no panic").expect_err("invalid");
+        assert!(error.to_string().contains("--max-connections"), "{error}");
+        let options = Options::try_parse_from_args(["gardien-backend"]).expect("valid");
+        assert_eq!(options.max_connections, 10);
     }
 
     #[test]

@@ -5,24 +5,40 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use gardien_backend::config::{redact_url, Cli, Command, Environment};
+use gardien_backend::config::{describe_database, redact_url, Cli, Command, Environment};
 use gardien_backend::db::{Db, PoolSettings};
 use gardien_backend::delivery::circuit::Circuits;
+use gardien_backend::delivery::config::{list_variable, DeliveryOptions, OFF};
 use gardien_backend::delivery::provider::Channel;
 use gardien_backend::delivery::providers::{ProcessEnv, ProvidersConfig};
 use gardien_backend::delivery::registry::Providers;
-use gardien_backend::delivery::{secret_requirements, start_workers};
+use gardien_backend::delivery::{
+    channel_problems, channel_report, secret_requirements, start_workers,
+};
 use gardien_backend::metrics::Metrics;
-use gardien_backend::secrets;
 use gardien_backend::{app, AppState};
+use gardien_backend::{logging, ready, secrets};
 use gardien_secrets::SecretLookup;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_logging();
+    logging::init();
     let cli = Cli::parse();
     let mut options = cli.options;
     let environment = options.environment;
+    let database_given = options.database_url.is_some();
+    let serve = matches!(cli.command, None | Some(Command::Serve));
+    if let (true, Some(path)) = (serve, &options.ready_file) {
+        // A waiter must not read the address of a previous run (`check` and `migrate`
+        // leave the file of a running service alone).
+        if let Err(e) = ready::clear(path) {
+            eprintln!(
+                "error: cannot remove the old ready file {}: {e}",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
 
     let store = match gardien_secrets::SecretStore::for_process(environment) {
         Ok(store) => store,
@@ -44,7 +60,10 @@ async fn main() -> ExitCode {
     let lookup: Arc<dyn SecretLookup> = store.clone();
     let providers = match ProvidersConfig::from_env(&ProcessEnv) {
         Ok(settings) => match Providers::build(&options.delivery, mode, &settings, &lookup) {
-            Ok(providers) => providers,
+            Ok(providers) => {
+                problems.extend(channel_problems(&options.delivery, &providers, environment));
+                providers
+            }
             Err(found) => {
                 problems.extend(found);
                 Providers::default()
@@ -57,7 +76,11 @@ async fn main() -> ExitCode {
     };
     let delivery_secrets = secret_requirements(&providers, mode, environment);
     let report = store
-        .require(secrets::requirements(environment, delivery_secrets))
+        .require(secrets::requirements(
+            environment,
+            database_given,
+            delivery_secrets,
+        ))
         .await;
     if options.database_url.is_none() {
         if let Some(url) = store.get(secrets::DATABASE_URL) {
@@ -68,10 +91,15 @@ async fn main() -> ExitCode {
         }
     }
     problems.extend(options.problems());
+    let database = database_line(&options, database_given);
 
     if matches!(cli.command, Some(Command::Check)) {
         for line in report.lines() {
             println!("{line}");
+        }
+        println!("{database}");
+        for channel in Channel::ALL {
+            println!("{}", channel_report(&options.delivery, &providers, channel));
         }
         for line in report.error_lines() {
             eprintln!("{line}");
@@ -81,11 +109,11 @@ async fn main() -> ExitCode {
         }
         if report.is_complete() && problems.is_empty() {
             println!(
-                "ok: gardien-backend ({environment}): database {}; notifications: {} mode, email via {}, sms via {}",
+                "ok: gardien-backend ({environment}): database {}; notifications: {} mode, {}, {}",
                 redact_url(options.database_url()),
                 mode.name(),
-                names(&providers, Channel::Email),
-                names(&providers, Channel::Sms),
+                names(&options.delivery, &providers, Channel::Email),
+                names(&options.delivery, &providers, Channel::Sms),
             );
             return ExitCode::SUCCESS;
         }
@@ -95,11 +123,21 @@ async fn main() -> ExitCode {
     for line in report.lines() {
         tracing::info!("{line}");
     }
+    tracing::info!("{database}");
     let serving = !matches!(cli.command, Some(Command::Migrate));
+    if !serving && environment == Environment::Production && options.database_url.is_none() {
+        problems.push(
+            "DATABASE_URL: required in production (the secret, or --database-url); nothing to migrate"
+                .to_owned(),
+        );
+    }
     if serving && !report.is_complete() {
         if environment != Environment::Dev {
             for line in report.error_lines() {
                 eprintln!("{line}");
+            }
+            for problem in &problems {
+                eprintln!("error: {problem}");
             }
             eprintln!(
                 "{} required secret(s) missing in {environment}; nothing was started",
@@ -157,12 +195,14 @@ async fn main() -> ExitCode {
         tokio::spawn(async move { store.keep_fresh().await })
     };
     let listen = options.listen;
+    let ready_file = options.ready_file.clone();
     for channel in Channel::ALL {
-        if providers.for_channel(channel).is_empty() {
-            tracing::warn!(
-                channel = channel.name(),
-                "no provider is configured for this channel: its notifications will fail"
-            );
+        let line = channel_report(&options.delivery, &providers, channel);
+        if providers.for_channel(channel).is_empty() && !options.delivery.channel_off(channel) {
+            // Only in dev: elsewhere the start was refused.
+            tracing::warn!("{line}: its notifications will fail (providers_exhausted)");
+        } else {
+            tracing::info!("{line}");
         }
     }
     tracing::info!(mode = mode.name(), providers = ?providers.names(), "delivery");
@@ -202,6 +242,14 @@ async fn main() -> ExitCode {
     let address = listener.local_addr().map_or(listen, |a| a);
     println!("gardien-backend listening on http://{address}");
     tracing::info!(%address, %database, %environment, "gardien-backend started");
+    if let Some(path) = &ready_file {
+        if let Err(e) = ready::write(path, address) {
+            eprintln!("error: cannot write the ready file {}: {e}", path.display());
+            workers.stop().await;
+            refresh.abort();
+            return ExitCode::FAILURE;
+        }
+    }
     let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown())
         .await;
@@ -217,17 +265,40 @@ async fn main() -> ExitCode {
     }
 }
 
-/// A channel's providers, for the `check` line.
-fn names(providers: &Providers, channel: Channel) -> String {
+/// A channel's providers, for the `check` ok line: `email via sendgrid, smtp`, `email off
+/// (NOTIFY_EMAIL_PROVIDERS=none)`.
+fn names(options: &DeliveryOptions, providers: &Providers, channel: Channel) -> String {
+    let channel_name = channel.name();
+    if options.channel_off(channel) {
+        return format!("{channel_name} off ({}={OFF})", list_variable(channel));
+    }
     let names: Vec<&str> = providers
         .for_channel(channel)
         .iter()
         .map(|p| p.name())
         .collect();
     if names.is_empty() {
-        "nothing (not configured)".to_owned()
+        format!("{channel_name} via nothing (not configured)")
     } else {
-        names.join(", ")
+        format!("{channel_name} via {}", names.join(", "))
+    }
+}
+
+/// `database: <engine and where> (<where the URL came from>)`, never a credential.
+fn database_line(options: &gardien_backend::config::Options, flag: bool) -> String {
+    match (&options.database_url, flag) {
+        (Some(url), true) => format!("database: {} (--database-url)", describe_database(url)),
+        (Some(url), false) => format!(
+            "database: {} (the DATABASE_URL secret)",
+            describe_database(url)
+        ),
+        (None, _) if options.environment == Environment::Production => {
+            "database: none (DATABASE_URL is required in production)".to_owned()
+        }
+        (None, _) => format!(
+            "database: {} (the default: no DATABASE_URL)",
+            describe_database(options.database_url())
+        ),
     }
 }
 
@@ -242,20 +313,5 @@ async fn shutdown() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate => {}
-    }
-}
-
-/// Logs to stderr; `RUST_LOG` filters (default `info`), `LOG_FORMAT=json` for JSON lines.
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }

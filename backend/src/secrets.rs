@@ -7,16 +7,23 @@ use gardien_secrets::{Environment, Requirement};
 
 /// Keys `X-Gardien-Identity`; shared with gardien. Required outside `dev`.
 pub const INTERNAL_SECRET: &str = "GARDIEN_INTERNAL_SECRET";
-/// The database URL, credentials included. Optional: the default is the SQLite file.
-/// Read at start (a new value takes a restart: the pool is open).
+/// The database URL, credentials included. Required in production unless
+/// `--database-url` gives it (so a failed lookup cannot quietly leave each replica a
+/// SQLite file of its own); elsewhere the default is the SQLite file. Read at start (a new
+/// value takes a restart: the pool is open).
 pub const DATABASE_URL: &str = "DATABASE_URL";
 /// Error reporting, when configured.
 pub const SENTRY_DSN: &str = "SENTRY_DSN";
 
 /// Every secret the backend reads in `environment`, followed by `extra` — the delivery
 /// providers' credentials for the mode they run in (SendGrid, Twilio, SMTP), which the
-/// delivery code decides.
-pub fn requirements(environment: Environment, extra: Vec<Requirement>) -> Vec<Requirement> {
+/// delivery code decides. `database_given`: `--database-url` was passed, so the
+/// `DATABASE_URL` secret is not needed.
+pub fn requirements(
+    environment: Environment,
+    database_given: bool,
+    extra: Vec<Requirement>,
+) -> Vec<Requirement> {
     let identity = "verifies X-Gardien-Identity (the signature gardien puts on identity headers)";
     let mut requirements = vec![
         if environment == Environment::Dev {
@@ -24,7 +31,14 @@ pub fn requirements(environment: Environment, extra: Vec<Requirement>) -> Vec<Re
         } else {
             Requirement::required(INTERNAL_SECRET, identity)
         },
-        Requirement::optional(DATABASE_URL, "the database (default: the SQLite file)"),
+        if environment == Environment::Production && !database_given {
+            Requirement::required(
+                DATABASE_URL,
+                "the database: postgres://… (or sqlite://… with DATABASE_ALLOW_SQLITE=true)",
+            )
+        } else {
+            Requirement::optional(DATABASE_URL, "the database (default: the SQLite file)")
+        },
         Requirement::optional(SENTRY_DSN, "error reporting"),
     ];
     requirements.extend(extra);
@@ -38,7 +52,7 @@ mod tests {
     #[test]
     fn the_internal_secret_is_required_outside_dev_and_extras_follow() {
         let extra = vec![Requirement::required("SENDGRID_API_KEY", "SendGrid")];
-        let production = requirements(Environment::Production, extra.clone());
+        let production = requirements(Environment::Production, false, extra.clone());
         let names: Vec<(&str, bool)> = production
             .iter()
             .map(|r| (r.name.as_str(), r.required))
@@ -47,12 +61,26 @@ mod tests {
             names,
             vec![
                 (INTERNAL_SECRET, true),
-                (DATABASE_URL, false),
+                (DATABASE_URL, true),
                 (SENTRY_DSN, false),
                 ("SENDGRID_API_KEY", true)
             ]
         );
-        assert!(!requirements(Environment::Dev, Vec::new())[0].required);
-        assert!(requirements(Environment::Staging, Vec::new())[0].required);
+        assert!(!requirements(Environment::Dev, false, Vec::new())[0].required);
+        assert!(requirements(Environment::Staging, false, Vec::new())[0].required);
+    }
+
+    #[test]
+    fn the_database_url_is_required_in_production_unless_the_flag_gives_it() {
+        let required = |environment, given| {
+            requirements(environment, given, Vec::new())
+                .into_iter()
+                .find(|r| r.name == DATABASE_URL)
+                .map(|r| r.required)
+        };
+        assert_eq!(required(Environment::Production, false), Some(true));
+        assert_eq!(required(Environment::Production, true), Some(false));
+        assert_eq!(required(Environment::Staging, false), Some(false));
+        assert_eq!(required(Environment::Dev, false), Some(false));
     }
 }

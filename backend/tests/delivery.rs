@@ -4,7 +4,7 @@
 //! without fallback; Twilio primary down then secondary; refused credentials opening the
 //! circuit; every provider down (retries, then failed, every attempt recorded); preferences
 //! (skipped, nothing sent); quiet hours (held, then sent; security not held); sandbox and
-//! log modes.
+//! log modes; a channel the operator turned off (skipped, `channel_off`).
 
 mod support;
 
@@ -462,3 +462,35 @@ async fn log_mode_sends_nothing_and_records_the_message(engine: Engine) {
     app.finish().await;
 }
 on_both!(log_mode_sends_nothing_and_records_the_message);
+
+async fn a_channel_turned_off_is_skipped_not_failed(engine: Engine) {
+    let fakes = Fakes::start().await;
+    let app = live(engine, &fakes, &["--notify-sms-providers", "none"]).await;
+    app.template(email_template("welcome", "account")).await;
+    app.template(sms_template("welcome.sms", "account")).await;
+    // Ada wants sms: without the switch, it would fail for want of a provider.
+    let patch = app
+        .app
+        .patch("/api/notifications/preferences")
+        .user("ada")
+        .json(&json!({"channels": {"sms": true}, "categories": {"account": {"sms": true}}}))
+        .send()
+        .await;
+    assert_eq!(patch.status, 200, "{}", patch.json);
+    let id = app
+        .send(ada(
+            json!({"to": {"email": "ada@example.com", "phone": "+33612345678"},
+                         "variables": {"name": "Ada", "code": "1234"},
+                         "channels": ["email", "sms"]}),
+        ))
+        .await;
+    let view = app.settled(&id, SETTLE).await;
+    let sms = channel(&view, "sms");
+    assert_eq!(sms["status"], "skipped", "{view:#}");
+    assert_eq!(sms["reason"], "channel_off", "{view:#}");
+    assert_eq!(sms["attempts"], json!([]));
+    assert_eq!(channel(&view, "email")["status"], "sent", "{view:#}");
+    assert!(fakes.twilio.requests().is_empty());
+    app.finish().await;
+}
+on_both!(a_channel_turned_off_is_skipped_not_failed);

@@ -4,7 +4,9 @@
 //! rotation is picked up by the running service without a restart. No secret value may
 //! appear in anything the binary prints.
 
-use std::io::{BufRead, BufReader};
+#[path = "support/ready.rs"]
+mod ready;
+
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,10 +20,11 @@ const DB_PASSWORD: &str = "db-password-never-printed";
 
 /// Every variable the backend reads a secret or its configuration from, removed so only
 /// what a test passes counts.
-const CLEARED: [&str; 10] = [
+const CLEARED: [&str; 20] = [
     "GARDIEN_ENVIRONMENT",
     "GARDIEN_INTERNAL_SECRET",
     "DATABASE_URL",
+    "DATABASE_ALLOW_SQLITE",
     "SENTRY_DSN",
     "GOOGLE_CLOUD_PROJECT",
     "SECRET_MANAGER_PROJECT",
@@ -29,6 +32,26 @@ const CLEARED: [&str; 10] = [
     "SECRET_MANAGER_BASE_URL",
     "GCE_METADATA_HOST",
     "BACKEND_LISTEN",
+    "BACKEND_READY_FILE",
+    "NOTIFY_MODE",
+    "NOTIFY_EMAIL_PROVIDERS",
+    "NOTIFY_SMS_PROVIDERS",
+    "EMAIL_FROM",
+    "SMTP_HOST",
+    "TWILIO_FROM",
+    "RUST_LOG",
+    "LOG_FORMAT",
+];
+
+/// A production database that `check` only names (it does not connect).
+const POSTGRES: (&str, &str) = (
+    "DATABASE_URL",
+    "postgres://gardien@db.internal:5432/gardien",
+);
+/// Both channels turned off: what a production service that sends nothing sets.
+const CHANNELS_OFF: [(&str, &str); 2] = [
+    ("NOTIFY_EMAIL_PROVIDERS", "none"),
+    ("NOTIFY_SMS_PROVIDERS", "none"),
 ];
 
 fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
@@ -36,7 +59,7 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
     command
         .args(args)
         .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info");
+        .env("GARDIEN_LOG", "info");
     for name in CLEARED {
         command.env_remove(name);
     }
@@ -67,18 +90,14 @@ fn assert_no_value(printed: &str, values: &[&str]) {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("an ephemeral port")
-}
-
 #[test]
 fn check_lists_the_missing_internal_secret_in_production() {
     let output = backend(
         &["check"],
-        &[("SENTRY_DSN", "https://public-sentry-key@sentry.example/1")],
+        &[
+            ("SENTRY_DSN", "https://public-sentry-key@sentry.example/1"),
+            POSTGRES,
+        ],
     );
     assert_eq!(output.status.code(), Some(1));
     let (stdout, stderr) = text(&output);
@@ -91,9 +110,7 @@ fn check_lists_the_missing_internal_secret_in_production() {
         "{stderr}"
     );
     assert!(
-        stdout.contains(
-            "secret DATABASE_URL: not set (optional: the database (default: the SQLite file))"
-        ),
+        stdout.contains("secret DATABASE_URL: environment variable DATABASE_URL"),
         "{stdout}"
     );
     assert!(
@@ -118,6 +135,8 @@ fn check_says_where_each_secret_came_from() {
         &[
             ("SECRETS_DIR", dir.path().to_str().expect("path")),
             ("DATABASE_URL", &database),
+            CHANNELS_OFF[0],
+            CHANNELS_OFF[1],
         ],
     );
     let (stdout, stderr) = text(&output);
@@ -134,7 +153,15 @@ fn check_says_where_each_secret_came_from() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("ok: gardien-backend (production): database postgres://[credentials]@db.internal:5432/gardien"),
+        stdout.contains("ok: gardien-backend (production): database postgres://[credentials]@db.internal:5432/gardien; notifications: live mode, email off (NOTIFY_EMAIL_PROVIDERS=none), sms off (NOTIFY_SMS_PROVIDERS=none)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("database: PostgreSQL, host db.internal:5432, database gardien, user app (password masked) (the DATABASE_URL secret)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("email: off (NOTIFY_EMAIL_PROVIDERS=none)"),
         "{stdout}"
     );
     assert_no_value(&format!("{stdout}{stderr}"), &[V1, DB_PASSWORD]);
@@ -171,12 +198,18 @@ fn dev_uses_the_development_default() {
 #[test]
 fn a_production_start_without_the_internal_secret_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
+    let ready = dir.path().join("ready");
     let database = format!("sqlite://{}?mode=rwc", dir.path().join("b.db").display());
     let output = backend(
         &[],
-        &[("BACKEND_LISTEN", &listen), ("DATABASE_URL", &database)],
+        &[
+            ("BACKEND_LISTEN", "127.0.0.1:0"),
+            ("BACKEND_READY_FILE", ready.to_str().expect("path")),
+            ("DATABASE_URL", &database),
+            ("DATABASE_ALLOW_SQLITE", "true"),
+            CHANNELS_OFF[0],
+            CHANNELS_OFF[1],
+        ],
     );
     assert_eq!(output.status.code(), Some(1));
     let (stdout, stderr) = text(&output);
@@ -189,14 +222,7 @@ fn a_production_start_without_the_internal_secret_is_refused() {
         "{stderr}"
     );
     assert!(!stdout.contains("listening"), "{stdout}");
-    assert!(
-        std::net::TcpStream::connect_timeout(
-            &listen.parse().expect("addr"),
-            Duration::from_millis(200)
-        )
-        .is_err(),
-        "nothing listens"
-    );
+    assert!(!ready.exists(), "it never listened");
     assert!(!dir.path().join("b.db").exists(), "nothing was touched");
 }
 
@@ -209,41 +235,43 @@ struct Running {
 }
 
 impl Running {
+    /// Starts it on port 0 (SQLite, allowed in production for the test) and reads the
+    /// address it bound from its ready file.
     async fn start(env: &[(&str, &str)]) -> Running {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("backend.log");
-        let listen = format!("127.0.0.1:{}", free_port());
+        let ready = dir.path().join("ready");
         let database = format!("sqlite://{}?mode=rwc", dir.path().join("b.db").display());
         let mut child = command(&[], env)
-            .env("BACKEND_LISTEN", &listen)
+            .env("BACKEND_LISTEN", "127.0.0.1:0")
+            .env("BACKEND_READY_FILE", &ready)
             .env("DATABASE_URL", &database)
-            .stdout(Stdio::piped())
+            .env("DATABASE_ALLOW_SQLITE", "true")
+            .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))
             .spawn()
             .expect("spawn gardien-backend");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if line.starts_with("gardien-backend listening on ") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(());
-                    }
-                }
+        let (waited, child) = tokio::task::spawn_blocking(move || {
+            let waited = ready::wait_for_address(&ready, &mut child, Duration::from_secs(30));
+            (waited, child)
+        })
+        .await
+        .expect("join");
+        let mut child = child;
+        let addr = match waited {
+            Ok(addr) => addr,
+            Err(why) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "gardien-backend did not start: {why}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
             }
-        });
-        match tokio::time::timeout(Duration::from_secs(30), rx).await {
-            Ok(Ok(())) => {}
-            _ => panic!(
-                "gardien-backend did not start:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            ),
-        }
+        };
         Running {
             child,
-            url: format!("http://{listen}"),
+            url: format!("http://{addr}"),
             log,
             _dir: dir,
         }
@@ -301,6 +329,8 @@ async fn the_internal_secret_comes_from_secret_manager_and_rotates_without_a_res
         ("SECRET_MANAGER_BASE_URL", &base),
         ("GCE_METADATA_HOST", &host),
         ("SECRETS_REFRESH_INTERVAL", "300ms"),
+        CHANNELS_OFF[0],
+        CHANNELS_OFF[1],
     ])
     .await;
     assert_eq!(
@@ -346,11 +376,12 @@ async fn the_internal_secret_comes_from_secret_manager_and_rotates_without_a_res
 
 /// The delivery providers' settings for `live`: SendGrid (EMAIL_FROM) and Twilio
 /// (TWILIO_FROM), plus the internal secret.
-const LIVE: [(&str, &str); 4] = [
+const LIVE: [(&str, &str); 5] = [
     ("NOTIFY_MODE", "live"),
     ("EMAIL_FROM", "gardien <noreply@example.com>"),
     ("TWILIO_FROM", "+14155550100"),
     ("GARDIEN_INTERNAL_SECRET", V1),
+    POSTGRES,
 ];
 
 #[test]
@@ -380,12 +411,12 @@ fn live_in_production_requires_every_provider_secret() {
 
     // The same list refuses a start.
     let dir = tempfile::tempdir().expect("tempdir");
-    let listen = format!("127.0.0.1:{}", free_port());
     let database = format!("sqlite://{}?mode=rwc", dir.path().join("b.db").display());
     let mut env = LIVE.to_vec();
     env.extend([
-        ("BACKEND_LISTEN", listen.as_str()),
+        ("BACKEND_LISTEN", "127.0.0.1:0"),
         ("DATABASE_URL", database.as_str()),
+        ("DATABASE_ALLOW_SQLITE", "true"),
     ]);
     let output = backend(&[], &env);
     assert_eq!(output.status.code(), Some(1));

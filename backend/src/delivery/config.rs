@@ -10,6 +10,7 @@ use crate::config::{parse_duration, Environment};
 use crate::delivery::backoff::Backoff;
 use crate::delivery::fallback::RetryPolicy;
 use crate::delivery::provider::Channel;
+use crate::delivery::providers::declaration;
 
 /// What delivery does with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -34,9 +35,17 @@ impl NotifyMode {
     }
 }
 
-/// The provider names a channel's list may hold.
-pub const EMAIL_PROVIDERS: [&str; 2] = ["sendgrid", "smtp"];
-pub const SMS_PROVIDERS: [&str; 2] = ["twilio", "twilio-secondary"];
+/// The one name in a channel's list that turns the channel off: its notifications are
+/// skipped (`channel_off`) instead of failing for want of a provider.
+pub const OFF: &str = "none";
+
+/// The variable holding `channel`'s provider list.
+pub const fn list_variable(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Email => "NOTIFY_EMAIL_PROVIDERS",
+        Channel::Sms => "NOTIFY_SMS_PROVIDERS",
+    }
+}
 
 fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text)
@@ -49,15 +58,17 @@ pub struct DeliveryOptions {
     /// production.
     #[arg(long = "notify-mode", env = "NOTIFY_MODE", value_enum)]
     pub mode: Option<NotifyMode>,
-    /// Email providers, in order of preference (`sendgrid`, `smtp`). Default: those
-    /// configured, SendGrid first (`EMAIL_FROM` configures SendGrid, `SMTP_HOST` SMTP).
+    /// Email providers, in order of preference (`sendgrid`, `smtp`), or `none` to turn
+    /// email off. Default: those configured, SendGrid first (`EMAIL_FROM` configures
+    /// SendGrid, `SMTP_HOST` SMTP).
     #[arg(
         long = "notify-email-providers",
         env = "NOTIFY_EMAIL_PROVIDERS",
         value_delimiter = ','
     )]
     pub email_providers: Option<Vec<String>>,
-    /// SMS providers, in order of preference (`twilio`, `twilio-secondary`). Default: those
+    /// SMS providers, in order of preference (`twilio`, `twilio-secondary`), or `none` to
+    /// turn sms off. Default: those
     /// configured (a sender — `TWILIO_FROM` or `TWILIO_MESSAGING_SERVICE_SID`, and the
     /// `TWILIO_SECONDARY_` ones — configures each; in sandbox `twilio` needs none).
     #[arg(
@@ -137,6 +148,12 @@ impl DeliveryOptions {
         }
     }
 
+    /// Whether the operator turned `channel` off (`NOTIFY_<CHANNEL>_PROVIDERS=none`).
+    pub fn channel_off(&self, channel: Channel) -> bool {
+        self.providers(channel)
+            .is_some_and(|names| names.iter().any(|n| n.trim() == OFF))
+    }
+
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {
             attempts_per_provider: self.attempts_per_provider,
@@ -151,25 +168,31 @@ impl DeliveryOptions {
     /// Every problem, by variable name.
     pub fn problems(&self, sqlite: bool) -> Vec<String> {
         let mut problems = Vec::new();
-        for (channel, known, variable) in [
-            (
-                Channel::Email,
-                &EMAIL_PROVIDERS[..],
-                "NOTIFY_EMAIL_PROVIDERS",
-            ),
-            (Channel::Sms, &SMS_PROVIDERS[..], "NOTIFY_SMS_PROVIDERS"),
-        ] {
+        for channel in Channel::ALL {
+            let variable = list_variable(channel);
+            let known = declaration::listable_names(channel);
             let Some(names) = self.providers(channel) else {
                 continue;
             };
             if names.iter().all(|n| n.trim().is_empty()) {
                 problems.push(format!(
-                    "{variable}: name at least one of {}",
-                    known.join(", ")
+                    "{variable}: name at least one of {}, or `{OFF}` to turn {} off",
+                    known.join(", "),
+                    channel.name()
                 ));
+            }
+            if self.channel_off(channel) && names.len() > 1 {
+                problems.push(format!(
+                    "{variable}: `{OFF}` turns {} off and stands alone",
+                    channel.name()
+                ));
+                continue;
             }
             for (i, name) in names.iter().enumerate() {
                 let name = name.trim();
+                if name == OFF {
+                    continue;
+                }
                 if !known.contains(&name) {
                     problems.push(format!(
                         "{variable}: unknown provider `{name}`; known: {}",

@@ -27,6 +27,7 @@ use crate::db::Db;
 use crate::metrics::Metrics;
 use circuit::Circuits;
 use config::{DeliveryOptions, NotifyMode};
+use provider::Channel;
 use registry::Providers;
 use worker::{Worker, WorkerSettings};
 
@@ -56,6 +57,62 @@ pub fn secret_requirements(
         });
     }
     requirements
+}
+
+/// Each channel's line for `check` and the start log: its providers, `off` when the
+/// operator turned it off, or that it has none.
+pub fn channel_report(
+    options: &DeliveryOptions,
+    providers: &Providers,
+    channel: Channel,
+) -> String {
+    let name = channel.name();
+    if options.channel_off(channel) {
+        return format!(
+            "{name}: off ({}={})",
+            config::list_variable(channel),
+            config::OFF
+        );
+    }
+    let names: Vec<&str> = providers
+        .for_channel(channel)
+        .iter()
+        .map(|p| p.name())
+        .collect();
+    if names.is_empty() {
+        format!("{name}: no provider (not configured)")
+    } else {
+        format!("{name}: {}", names.join(", "))
+    }
+}
+
+/// Outside `dev`, a channel with no provider that the operator did not turn off: every
+/// notification on it would fail (`providers_exhausted`), so `check` and the start refuse,
+/// naming what to set.
+pub fn channel_problems(
+    options: &DeliveryOptions,
+    providers: &Providers,
+    environment: Environment,
+) -> Vec<String> {
+    if environment == Environment::Dev {
+        return Vec::new();
+    }
+    Channel::ALL
+        .into_iter()
+        .filter(|c| !options.channel_off(*c) && providers.for_channel(*c).is_empty())
+        .map(|channel| {
+            format!(
+                "{}: no {} provider is configured, so every {} would fail in {environment}; set {}; or turn {} off with {}={}",
+                config::list_variable(channel),
+                channel.name(),
+                channel.name(),
+                providers::declaration::setup_hint(channel),
+                channel.name(),
+                config::list_variable(channel),
+                config::OFF,
+            )
+        })
+        .collect()
 }
 
 /// Running workers; [`Workers::stop`] asks them to finish their current attempts and waits.

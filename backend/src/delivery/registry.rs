@@ -1,16 +1,16 @@
 //! The providers of each channel, in the order they are tried, built from the mode, the
 //! `NOTIFY_*_PROVIDERS` lists (or, by default, every configured provider) and the
-//! providers' own settings.
+//! providers' own settings, through the declarations each provider module makes
+//! (`providers::declaration`).
 
 use std::sync::Arc;
 
 use gardien_secrets::SecretLookup;
 
-use crate::delivery::config::{DeliveryOptions, NotifyMode};
+use crate::delivery::config::{list_variable, DeliveryOptions, NotifyMode};
 use crate::delivery::provider::{Channel, Provider};
-use crate::delivery::providers::{
-    LogProvider, ProvidersConfig, SecretUse, SendGrid, Smtp, Twilio, TwilioConfig,
-};
+use crate::delivery::providers::declaration::{self, ProviderDeclaration};
+use crate::delivery::providers::ProvidersConfig;
 
 /// A secret a provider reads, for the store to resolve and `check` to report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// Lists without secrets to report (tests, the log mode).
+    /// Lists without secrets to report (tests).
     pub fn new(email: Vec<Arc<dyn Provider>>, sms: Vec<Arc<dyn Provider>>) -> Self {
         Providers {
             email,
@@ -40,78 +40,74 @@ impl Providers {
         }
     }
 
-    /// Adds `provider` to `channel`'s list with the secrets it reads (`(name, needed)`).
-    fn add<P: Provider + 'static>(
+    /// Adds `provider`, declared by `declaration`, to `channel`'s list with the secrets
+    /// it declares.
+    fn add(
         &mut self,
         channel: Channel,
-        provider: P,
-        secrets: Vec<(String, bool)>,
+        declaration: &ProviderDeclaration,
+        provider: Arc<dyn Provider>,
     ) {
-        for (name, needed) in secrets {
-            self.secrets.push(ProviderSecret {
-                name,
-                provider: provider.name().to_owned(),
-                needed,
-            });
+        for secret in declaration.secrets {
+            let known = self
+                .secrets
+                .iter()
+                .any(|s| s.name == secret.name && s.provider == declaration.name);
+            if !known {
+                self.secrets.push(ProviderSecret {
+                    name: secret.name.to_owned(),
+                    provider: declaration.name.to_owned(),
+                    needed: secret.needed,
+                });
+            }
         }
         match channel {
-            Channel::Email => self.email.push(Arc::new(provider)),
-            Channel::Sms => self.sms.push(Arc::new(provider)),
+            Channel::Email => self.email.push(provider),
+            Channel::Sms => self.sms.push(provider),
         }
     }
 
-    /// Builds every channel's list for `mode`; every problem at once, by variable. Names
-    /// the lists do not know, or name twice, are left to `DeliveryOptions::problems`, which
-    /// reports them alongside these.
+    /// Builds every channel's list for `mode` from the providers' declarations; every
+    /// problem at once, by variable. Names the lists do not know, or name twice, are left
+    /// to `DeliveryOptions::problems`, which reports them alongside these. A channel turned
+    /// off (`none`) gets no provider.
     pub fn build(
         options: &DeliveryOptions,
         mode: NotifyMode,
         config: &ProvidersConfig,
         secrets: &Arc<dyn SecretLookup>,
     ) -> Result<Providers, Vec<String>> {
-        if mode == NotifyMode::Log {
-            return Ok(Providers::new(
-                vec![Arc::new(LogProvider::new(Channel::Email))],
-                vec![Arc::new(LogProvider::new(Channel::Sms))],
-            ));
-        }
-        let sandbox = mode == NotifyMode::Sandbox;
         let mut providers = Providers::default();
         let mut problems = Vec::new();
-        let configured_email = [
-            config.sendgrid.as_ref().map(|_| "sendgrid"),
-            config.smtp.as_ref().map(|_| "smtp"),
-        ];
-        let primary_sms = sandbox
-            || config.twilio.messaging_service_sid.is_some()
-            || config.twilio.from.is_some();
-        let configured_sms = [
-            primary_sms.then_some("twilio"),
-            config.twilio_secondary.as_ref().map(|_| "twilio-secondary"),
-        ];
         for channel in Channel::ALL {
-            let names: Vec<String> = match options.providers(channel) {
-                Some(names) => names.iter().map(|n| n.trim().to_owned()).collect(),
-                None => match channel {
-                    Channel::Email => &configured_email,
-                    Channel::Sms => &configured_sms,
+            if options.channel_off(channel) {
+                continue;
+            }
+            let chosen: Vec<&'static ProviderDeclaration> = match options.providers(channel) {
+                // The log mode logs every channel, whatever the lists name.
+                Some(names) if mode != NotifyMode::Log => {
+                    let mut chosen: Vec<&'static ProviderDeclaration> = Vec::new();
+                    for name in names {
+                        if let Some(d) = declaration::listable(channel, name.trim()) {
+                            if !chosen.iter().any(|c| c.name == d.name) {
+                                chosen.push(d);
+                            }
+                        }
+                    }
+                    chosen
                 }
-                .iter()
-                .flatten()
-                .map(|n| (*n).to_owned())
-                .collect(),
+                _ => declaration::ALL
+                    .iter()
+                    .copied()
+                    .filter(|d| {
+                        d.carries(channel) && d.runs_in(mode) && (d.configured)(config, mode)
+                    })
+                    .collect(),
             };
-            for (i, name) in names.iter().enumerate() {
-                if names[..i].contains(name) {
-                    continue;
-                }
-                let built = providers.build_one(channel, name, config, secrets, sandbox);
-                if let Err(message) = built {
-                    let variable = match channel {
-                        Channel::Email => "NOTIFY_EMAIL_PROVIDERS",
-                        Channel::Sms => "NOTIFY_SMS_PROVIDERS",
-                    };
-                    problems.push(format!("{variable}: {message}"));
+            for declared in chosen {
+                match (declared.build)(channel, config, Arc::clone(secrets), mode) {
+                    Ok(provider) => providers.add(channel, declared, provider),
+                    Err(message) => problems.push(format!("{}: {message}", list_variable(channel))),
                 }
             }
         }
@@ -120,61 +116,6 @@ impl Providers {
         } else {
             Err(problems)
         }
-    }
-
-    /// Builds the provider `name` of `channel` and adds it to its list.
-    fn build_one(
-        &mut self,
-        channel: Channel,
-        name: &str,
-        config: &ProvidersConfig,
-        secrets: &Arc<dyn SecretLookup>,
-        sandbox: bool,
-    ) -> Result<(), String> {
-        let secrets = Arc::clone(secrets);
-        match (channel, name) {
-            (Channel::Email, "sendgrid") => {
-                let config = config
-                    .sendgrid
-                    .clone()
-                    .ok_or("sendgrid: EMAIL_FROM is not set")?;
-                let provider =
-                    SendGrid::new(config, secrets, sandbox).map_err(|e| e.to_string())?;
-                let uses = owned(provider.secrets());
-                self.add(channel, provider, uses);
-            }
-            (Channel::Email, "smtp") => {
-                let config = config.smtp.clone().ok_or("smtp: SMTP_HOST is not set")?;
-                let provider = Smtp::new(config, secrets).map_err(|e| e.to_string())?;
-                let uses = owned(provider.secrets());
-                self.add(channel, provider, uses);
-            }
-            (Channel::Sms, "twilio" | "twilio-secondary") => {
-                let account = if name == "twilio" {
-                    config.twilio.clone()
-                } else {
-                    match (&config.twilio_secondary, sandbox) {
-                        (Some(c), _) => c.clone(),
-                        // In sandbox the sender is Twilio's test number: no setting needed.
-                        (None, true) => TwilioConfig {
-                            base_url: config.twilio.base_url.clone(),
-                            timeout: config.twilio.timeout,
-                            ..TwilioConfig::secondary()
-                        },
-                        (None, false) => {
-                            return Err("twilio-secondary: set TWILIO_SECONDARY_FROM or TWILIO_SECONDARY_MESSAGING_SERVICE_SID".into())
-                        }
-                    }
-                };
-                let provider = Twilio::new(account, secrets, sandbox)
-                    .map_err(|e| format!("{e} (TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID)"))?;
-                let uses = owned(provider.secrets());
-                self.add(channel, provider, uses);
-            }
-            // Reported by `DeliveryOptions::problems`.
-            _ => {}
-        }
-        Ok(())
     }
 
     /// `channel`'s providers, first choice first.
@@ -200,10 +141,4 @@ impl Providers {
     pub fn secrets(&self) -> &[ProviderSecret] {
         &self.secrets
     }
-}
-
-fn owned(uses: Vec<SecretUse<'_>>) -> Vec<(String, bool)> {
-    uses.into_iter()
-        .map(|u| (u.name.to_owned(), u.required))
-        .collect()
 }

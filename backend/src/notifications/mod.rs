@@ -30,6 +30,7 @@ use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::delivery::provider::Channel;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::identity::Caller;
 use crate::json::StrictJson;
@@ -156,7 +157,11 @@ async fn send_notification(
             None => {}
         }
     }
-    let plan = plan::plan(&state.db, &checked, now).await?;
+    let off: Vec<Channel> = Channel::ALL
+        .into_iter()
+        .filter(|c| state.options.delivery.channel_off(*c))
+        .collect();
+    let plan = plan::plan(&state.db, &checked, now, &off).await?;
     let answer = SendAnswer {
         id: uuid::Uuid::new_v4().to_string(),
         channels: plan

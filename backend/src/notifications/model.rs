@@ -224,6 +224,8 @@ pub mod reason {
     pub const PREFERENCE_OFF: &str = "preference_off";
     /// Skipped: quiet hours would hold it past `expires_at`.
     pub const QUIET_HOURS: &str = "quiet_hours";
+    /// Skipped: the operator turned the channel off (`NOTIFY_<CHANNEL>_PROVIDERS=none`).
+    pub const CHANNEL_OFF: &str = "channel_off";
     /// Skipped: no address for the channel (no email, no phone number).
     pub const NO_ADDRESS: &str = "no_address";
     /// Failed: a provider said the recipient cannot be reached.
@@ -240,7 +242,7 @@ pub struct ChannelOutcome {
     pub channel: Channel,
     /// `queued` or `skipped`.
     pub status: DeliveryStatus,
-    /// Why it was skipped: `preference_off`, `quiet_hours`, `no_address`.
+    /// Why it was skipped: `channel_off`, `preference_off`, `quiet_hours`, `no_address`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// When delivery will start, if not now (quiet hours).
@@ -298,7 +300,7 @@ pub struct RenderedMessage {
 pub struct DeliveryView {
     pub channel: Channel,
     pub status: DeliveryStatus,
-    /// `skipped`: `preference_off`, `quiet_hours`, `no_address`; `failed`:
+    /// `skipped`: `channel_off`, `preference_off`, `quiet_hours`, `no_address`; `failed`:
     /// `recipient_refused`, `providers_exhausted`, `expired`.
     pub reason: Option<String>,
     /// The address it goes to.

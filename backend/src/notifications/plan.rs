@@ -2,6 +2,9 @@
 //! template, rendered in the user's locale; whether the user's preferences allow it;
 //! where it goes; and when (quiet hours hold everything but `security`).
 //!
+//! A channel the operator turned off (`NOTIFY_<CHANNEL>_PROVIDERS=none`) is skipped with
+//! `channel_off`, so it is not mistaken for a delivery that failed.
+//!
 //! A request whose template does not render (a variable missing, a render error) is
 //! refused whole, whatever the preferences say, so a caller's mistake is seen at once
 //! rather than only for the users who would have received it.
@@ -87,7 +90,14 @@ async fn templates_by_channel(
 }
 
 /// Decides every channel of `request` at `now`.
-pub async fn plan(db: &Db, request: &Checked, now: jiff::Timestamp) -> Result<Plan, ApiError> {
+/// The plan of `request` at `now`; a channel in `off` (turned off by the operator) is
+/// skipped (`channel_off`).
+pub async fn plan(
+    db: &Db,
+    request: &Checked,
+    now: jiff::Timestamp,
+    off: &[Channel],
+) -> Result<Plan, ApiError> {
     let mut by_channel = templates_by_channel(db, &request.template_key).await?;
     if by_channel.is_empty() {
         return Err(ApiError {
@@ -146,7 +156,11 @@ pub async fn plan(db: &Db, request: &Checked, now: jiff::Timestamp) -> Result<Pl
             render_error(e, locale_used)
         })?;
         let category = template.content.category.clone();
-        let (status, why, not_before) = decide(&preferences, request, *channel, &category, now);
+        let (status, why, not_before) = if off.contains(channel) {
+            (DeliveryStatus::Skipped, Some(reason::CHANNEL_OFF), now)
+        } else {
+            decide(&preferences, request, *channel, &category, now)
+        };
         let recipient = address(&preferences, request, *channel);
         deliveries.push(PlannedDelivery {
             channel: *channel,

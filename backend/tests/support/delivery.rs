@@ -158,7 +158,7 @@ impl DeliveryApp {
         let mut argv = vec!["gardien-backend"];
         argv.extend_from_slice(FAST);
         argv.extend_from_slice(args);
-        let options = Options::try_parse_from_args(argv);
+        let options = Options::try_parse_from_args(argv).expect("options");
         let config = ProvidersConfig::from_env(&env).expect("provider settings");
         let mut secrets = secrets;
         secrets.insert("GARDIEN_INTERNAL_SECRET".into(), Secret::new(SECRET));

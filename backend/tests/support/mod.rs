@@ -9,6 +9,7 @@
 
 pub mod delivery;
 pub mod process;
+pub mod ready;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -149,7 +150,7 @@ impl TestApp {
     /// `signed: false`: a service without the internal secret (development mode).
     pub async fn with(engine: Engine, signed: bool) -> TestApp {
         let db = TestDb::new(engine).await;
-        let mut options = Options::try_parse_from_args(["gardien-backend"]);
+        let mut options = Options::try_parse_from_args(["gardien-backend"]).expect("options");
         options.identity_window = Duration::from_secs(30);
         // Unsigned: a development service without the internal secret.
         options.environment = if signed {

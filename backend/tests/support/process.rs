@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::ready::wait_for_address;
 use super::SECRET;
 
 /// A running backend; killed (`SIGKILL`) on drop.
@@ -16,28 +17,26 @@ pub struct BackendProcess {
     pub addr: String,
     /// Every line it wrote to stdout and stderr.
     pub output: Arc<Mutex<Vec<String>>>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    /// Holds the ready file.
+    _dir: tempfile::TempDir,
 }
 
 impl BackendProcess {
-    /// Starts the binary with `env` (on top of a listen address, the tests' internal
-    /// secret and `GARDIEN_ENVIRONMENT=dev`), and waits until it listens.
+    /// Starts the binary with `env` (on top of port 0 with a ready file, the tests'
+    /// internal secret and `GARDIEN_ENVIRONMENT=dev`), and waits until it listens: the
+    /// address it bound is read from its ready file.
     pub async fn start(env: &[(String, String)]) -> BackendProcess {
-        let addr = format!("127.0.0.1:{}", free_port());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ready = dir.path().join("ready");
         let mut command = Command::new(env!("CARGO_BIN_EXE_gardien-backend"));
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("BACKEND_LISTEN", &addr)
+            .env("BACKEND_LISTEN", "127.0.0.1:0")
+            .env("BACKEND_READY_FILE", &ready)
             .env("GARDIEN_INTERNAL_SECRET", SECRET)
             .env("GARDIEN_ENVIRONMENT", "dev")
-            .env("RUST_LOG", "info,sqlx=warn")
+            .env("GARDIEN_LOG", "info,sqlx=warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (name, value) in env {
@@ -45,7 +44,6 @@ impl BackendProcess {
         }
         let mut child = command.spawn().expect("start gardien-backend");
         let output = Arc::new(Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         for stream in [
             child
                 .stdout
@@ -59,32 +57,36 @@ impl BackendProcess {
         .into_iter()
         .flatten()
         {
-            let (output, ready_tx) = (Arc::clone(&output), ready_tx.clone());
+            let output = Arc::clone(&output);
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
-                    if line.starts_with("gardien-backend listening on") {
-                        let _ = ready_tx.send(());
-                    }
                     output.lock().push(line);
                 }
             });
         }
-        let waited =
-            tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(30)))
-                .await
-                .expect("join");
-        if waited.is_err() {
-            let _ = child.kill();
-            panic!(
-                "gardien-backend did not start:\n{}",
-                output.lock().join("\n")
-            );
-        }
+        let (waited, mut child) = tokio::task::spawn_blocking(move || {
+            let waited = wait_for_address(&ready, &mut child, Duration::from_secs(30));
+            (waited, child)
+        })
+        .await
+        .expect("join");
+        let addr = match waited {
+            Ok(addr) => addr.to_string(),
+            Err(why) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "gardien-backend did not start: {why}\n{}",
+                    output.lock().join("\n")
+                );
+            }
+        };
         BackendProcess {
             child,
             addr,
             output,
+            _dir: dir,
         }
     }
 

@@ -21,24 +21,6 @@ use crate::config::parse_duration;
 /// the secrets chain reads its configuration through.
 pub use gardien_secrets::{ProcessVars as ProcessEnv, Vars as EnvLookup};
 
-/// Every variable the providers read, with what it means (for `env-docs` and `check`).
-pub const VARIABLES: &[(&str, &str)] = &[
-    ("EMAIL_FROM", "sender of every email: `notify@example.com` or `Example <notify@example.com>`; enables SendGrid"),
-    ("SENDGRID_API_BASE_URL", "SendGrid API base URL (default https://api.sendgrid.com)"),
-    ("SENDGRID_TIMEOUT", "longest SendGrid request, e.g. 10s (default 10s)"),
-    ("SMTP_HOST", "SMTP relay host; enables the SMTP provider"),
-    ("SMTP_PORT", "SMTP port (default 587 for starttls, 465 for tls, 25 for none)"),
-    ("SMTP_TLS", "none | starttls | tls (default starttls); `none` sends credentials only to loopback"),
-    ("SMTP_TIMEOUT", "longest SMTP dialogue, e.g. 10s (default 10s)"),
-    ("SMTP_HELO_NAME", "name given in EHLO (default the address literal [127.0.0.1])"),
-    ("TWILIO_API_BASE_URL", "Twilio API base URL, both accounts (default https://api.twilio.com)"),
-    ("TWILIO_TIMEOUT", "longest Twilio request, e.g. 10s (default 10s)"),
-    ("TWILIO_MESSAGING_SERVICE_SID", "primary account's Messaging Service (MG + 32 hex)"),
-    ("TWILIO_FROM", "primary account's sender (E.164 number, short code or alphanumeric ID)"),
-    ("TWILIO_SECONDARY_MESSAGING_SERVICE_SID", "secondary account's Messaging Service; enables it"),
-    ("TWILIO_SECONDARY_FROM", "secondary account's sender; enables it"),
-];
-
 /// The sender of every email: an address and an optional display name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailSender {

@@ -5,8 +5,37 @@
 
 use async_trait::async_trait;
 
-use super::mask;
+use std::sync::Arc;
+
+use gardien_secrets::SecretLookup;
+
+use super::declaration::ProviderDeclaration;
+use super::{mask, ProvidersConfig};
+use crate::delivery::config::NotifyMode;
 use crate::delivery::provider::{Accepted, Channel, Failure, FailureKind, Message, Provider};
+
+const NAME: &str = "log";
+
+/// The log provider: every channel, `NOTIFY_MODE=log` only, nothing to configure.
+pub const DECLARATION: ProviderDeclaration = ProviderDeclaration {
+    name: NAME,
+    channels: &[Channel::Email, Channel::Sms],
+    modes: &[NotifyMode::Log],
+    variables: &[],
+    secrets: &[],
+    setup: "NOTIFY_MODE=log",
+    configured: |_, mode| mode == NotifyMode::Log,
+    build,
+};
+
+fn build(
+    channel: Channel,
+    _config: &ProvidersConfig,
+    _secrets: Arc<dyn SecretLookup>,
+    _mode: NotifyMode,
+) -> Result<Arc<dyn Provider>, String> {
+    Ok(Arc::new(LogProvider::new(channel)))
+}
 
 /// The log provider of one channel (`log`).
 #[derive(Debug, Clone)]
@@ -23,7 +52,7 @@ impl LogProvider {
 #[async_trait]
 impl Provider for LogProvider {
     fn name(&self) -> &str {
-        "log"
+        NAME
     }
 
     fn channel(&self) -> Channel {
@@ -35,7 +64,7 @@ impl Provider for LogProvider {
             return Err(Failure::new(
                 FailureKind::Rejected,
                 format!(
-                    "log: this provider logs {}, not {}",
+                    "{NAME}: this provider logs {}, not {}",
                     self.channel.name(),
                     message.channel().name()
                 ),

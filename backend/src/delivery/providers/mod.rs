@@ -7,6 +7,7 @@
 //! the next send, and a provider's `Debug` output has nothing to leak.
 
 pub mod config;
+pub mod declaration;
 mod http;
 pub mod log;
 pub mod mask;
@@ -18,6 +19,7 @@ pub mod twilio;
 use std::time::Duration;
 
 pub use config::{ConfigProblems, EmailSender, EnvLookup, ProcessEnv, ProvidersConfig};
+pub use declaration::{ProviderDeclaration, SecretDeclaration, Variable};
 pub use log::LogProvider;
 pub use sendgrid::{SendGrid, SendGridConfig};
 pub use smtp::{Smtp, SmtpConfig, SmtpTls};

@@ -14,7 +14,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::config::{check_base_url, EmailSender};
-use super::{http, secret, SecretUse, SetupError, DEFAULT_TIMEOUT};
+use super::declaration::{ProviderDeclaration, SecretDeclaration, Variable};
+use super::{http, secret, ProvidersConfig, SecretUse, SetupError, DEFAULT_TIMEOUT};
+use crate::delivery::config::NotifyMode;
 use crate::delivery::provider::{
     Accepted, Channel, EmailMessage, Failure, FailureKind, Message, Provider,
 };
@@ -73,6 +75,49 @@ impl std::fmt::Debug for SendGrid {
 }
 
 const NAME: &str = "sendgrid";
+
+/// SendGrid, as the registry, `check` and the secrets see it.
+pub const DECLARATION: ProviderDeclaration = ProviderDeclaration {
+    name: NAME,
+    channels: &[Channel::Email],
+    modes: &[NotifyMode::Live, NotifyMode::Sandbox],
+    variables: &[
+        Variable {
+            name: "EMAIL_FROM",
+            meaning: "sender of every email: `notify@example.com` or `Example <notify@example.com>`; enables SendGrid",
+        },
+        Variable {
+            name: "SENDGRID_API_BASE_URL",
+            meaning: "SendGrid API base URL (default https://api.sendgrid.com)",
+        },
+        Variable {
+            name: "SENDGRID_TIMEOUT",
+            meaning: "longest SendGrid request, e.g. 10s (default 10s)",
+        },
+    ],
+    secrets: &[SecretDeclaration {
+        name: DEFAULT_API_KEY_SECRET,
+        needed: true,
+    }],
+    setup: "EMAIL_FROM + SENDGRID_API_KEY",
+    configured: |config, _| config.sendgrid.is_some(),
+    build,
+};
+
+fn build(
+    _channel: Channel,
+    config: &ProvidersConfig,
+    secrets: Arc<dyn SecretLookup>,
+    mode: NotifyMode,
+) -> Result<Arc<dyn Provider>, String> {
+    let config = config
+        .sendgrid
+        .clone()
+        .ok_or_else(|| format!("{NAME}: EMAIL_FROM is not set"))?;
+    let provider =
+        SendGrid::new(config, secrets, mode == NotifyMode::Sandbox).map_err(|e| e.to_string())?;
+    Ok(Arc::new(provider))
+}
 
 impl SendGrid {
     /// A provider sending through `config`, reading the API key from `secrets` at each

@@ -20,7 +20,9 @@ use lettre::transport::smtp::response::Response;
 use lettre::Address;
 
 use super::config::EmailSender;
-use super::{secret, SecretUse, SetupError, DEFAULT_TIMEOUT};
+use super::declaration::{ProviderDeclaration, SecretDeclaration, Variable};
+use super::{secret, ProvidersConfig, SecretUse, SetupError, DEFAULT_TIMEOUT};
+use crate::delivery::config::NotifyMode;
 use crate::delivery::provider::{
     Accepted, Channel, EmailMessage, Failure, FailureKind, Message, Provider,
 };
@@ -173,6 +175,67 @@ impl std::fmt::Debug for Smtp {
 }
 
 const NAME: &str = "smtp";
+
+/// The SMTP relay, as the registry, `check` and the secrets see it.
+pub const DECLARATION: ProviderDeclaration = ProviderDeclaration {
+    name: NAME,
+    channels: &[Channel::Email],
+    // No test mode: in sandbox it delivers to whatever SMTP_HOST is.
+    modes: &[NotifyMode::Live, NotifyMode::Sandbox],
+    variables: &[
+        Variable {
+            name: "SMTP_HOST",
+            meaning: "SMTP relay host; enables the SMTP provider",
+        },
+        Variable {
+            name: "EMAIL_FROM",
+            meaning: "sender of every email (required with SMTP_HOST)",
+        },
+        Variable {
+            name: "SMTP_PORT",
+            meaning: "SMTP port (default 587 for starttls, 465 for tls, 25 for none)",
+        },
+        Variable {
+            name: "SMTP_TLS",
+            meaning: "none | starttls | tls (default starttls); `none` sends credentials only to loopback",
+        },
+        Variable {
+            name: "SMTP_TIMEOUT",
+            meaning: "longest SMTP dialogue, e.g. 10s (default 10s)",
+        },
+        Variable {
+            name: "SMTP_HELO_NAME",
+            meaning: "name given in EHLO (default the address literal [127.0.0.1])",
+        },
+    ],
+    secrets: &[
+        SecretDeclaration {
+            name: DEFAULT_USERNAME_SECRET,
+            needed: false,
+        },
+        SecretDeclaration {
+            name: DEFAULT_PASSWORD_SECRET,
+            needed: false,
+        },
+    ],
+    setup: "SMTP_HOST + EMAIL_FROM",
+    configured: |config, _| config.smtp.is_some(),
+    build,
+};
+
+fn build(
+    _channel: Channel,
+    config: &ProvidersConfig,
+    secrets: Arc<dyn SecretLookup>,
+    _mode: NotifyMode,
+) -> Result<Arc<dyn Provider>, String> {
+    let config = config
+        .smtp
+        .clone()
+        .ok_or_else(|| format!("{NAME}: SMTP_HOST is not set"))?;
+    let provider = Smtp::new(config, secrets).map_err(|e| e.to_string())?;
+    Ok(Arc::new(provider))
+}
 
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")

@@ -14,7 +14,9 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::config::check_base_url;
-use super::{http, secret, SecretUse, SetupError, DEFAULT_TIMEOUT};
+use super::declaration::{ProviderDeclaration, SecretDeclaration, Variable};
+use super::{http, secret, ProvidersConfig, SecretUse, SetupError, DEFAULT_TIMEOUT};
+use crate::delivery::config::NotifyMode;
 use crate::delivery::provider::{
     Accepted, Channel, Failure, FailureKind, Message, Provider, SmsMessage,
 };
@@ -35,6 +37,131 @@ const TOO_MANY_REQUESTS: i64 = 20429;
 
 /// Twilio's "Authenticate" / permission error.
 const AUTHENTICATE: i64 = 20003;
+
+/// The settings both accounts read.
+const SHARED_VARIABLES: [Variable; 2] = [
+    Variable {
+        name: "TWILIO_API_BASE_URL",
+        meaning: "Twilio API base URL, both accounts (default https://api.twilio.com)",
+    },
+    Variable {
+        name: "TWILIO_TIMEOUT",
+        meaning: "longest Twilio request, e.g. 10s (default 10s)",
+    },
+];
+
+const PRIMARY_SID: &str = "TWILIO_ACCOUNT_SID";
+const PRIMARY_TOKEN: &str = "TWILIO_AUTH_TOKEN";
+const SECONDARY_SID: &str = "TWILIO_SECONDARY_ACCOUNT_SID";
+const SECONDARY_TOKEN: &str = "TWILIO_SECONDARY_AUTH_TOKEN";
+
+/// The primary account, as the registry, `check` and the secrets see it.
+pub const PRIMARY: ProviderDeclaration = ProviderDeclaration {
+    name: "twilio",
+    channels: &[Channel::Sms],
+    modes: &[NotifyMode::Live, NotifyMode::Sandbox],
+    variables: &[
+        SHARED_VARIABLES[0],
+        SHARED_VARIABLES[1],
+        Variable {
+            name: "TWILIO_MESSAGING_SERVICE_SID",
+            meaning: "primary account's Messaging Service (MG + 32 hex)",
+        },
+        Variable {
+            name: "TWILIO_FROM",
+            meaning: "primary account's sender (E.164 number, short code or alphanumeric ID)",
+        },
+    ],
+    secrets: &[
+        SecretDeclaration {
+            name: PRIMARY_SID,
+            needed: true,
+        },
+        SecretDeclaration {
+            name: PRIMARY_TOKEN,
+            needed: true,
+        },
+    ],
+    setup: "(TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID) + TWILIO_ACCOUNT_SID + TWILIO_AUTH_TOKEN",
+    // In sandbox the sender is Twilio's test number: no setting needed.
+    configured: |config, mode| {
+        mode == NotifyMode::Sandbox
+            || config.twilio.messaging_service_sid.is_some()
+            || config.twilio.from.is_some()
+    },
+    build: build_primary,
+};
+
+/// The secondary account, as the registry, `check` and the secrets see it.
+pub const SECONDARY: ProviderDeclaration = ProviderDeclaration {
+    name: "twilio-secondary",
+    channels: &[Channel::Sms],
+    modes: &[NotifyMode::Live, NotifyMode::Sandbox],
+    variables: &[
+        SHARED_VARIABLES[0],
+        SHARED_VARIABLES[1],
+        Variable {
+            name: "TWILIO_SECONDARY_MESSAGING_SERVICE_SID",
+            meaning: "secondary account's Messaging Service; enables it",
+        },
+        Variable {
+            name: "TWILIO_SECONDARY_FROM",
+            meaning: "secondary account's sender; enables it",
+        },
+    ],
+    secrets: &[
+        SecretDeclaration {
+            name: SECONDARY_SID,
+            needed: true,
+        },
+        SecretDeclaration {
+            name: SECONDARY_TOKEN,
+            needed: true,
+        },
+    ],
+    setup: "(TWILIO_SECONDARY_FROM or TWILIO_SECONDARY_MESSAGING_SERVICE_SID) + TWILIO_SECONDARY_ACCOUNT_SID + TWILIO_SECONDARY_AUTH_TOKEN",
+    configured: |config, _| config.twilio_secondary.is_some(),
+    build: build_secondary,
+};
+
+fn build_primary(
+    _channel: Channel,
+    config: &ProvidersConfig,
+    secrets: Arc<dyn SecretLookup>,
+    mode: NotifyMode,
+) -> Result<Arc<dyn Provider>, String> {
+    let provider = Twilio::new(config.twilio.clone(), secrets, mode == NotifyMode::Sandbox)
+        .map_err(|e| format!("{e} (TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID)"))?;
+    Ok(Arc::new(provider))
+}
+
+fn build_secondary(
+    _channel: Channel,
+    config: &ProvidersConfig,
+    secrets: Arc<dyn SecretLookup>,
+    mode: NotifyMode,
+) -> Result<Arc<dyn Provider>, String> {
+    let sandbox = mode == NotifyMode::Sandbox;
+    let account = match (&config.twilio_secondary, sandbox) {
+        (Some(account), _) => account.clone(),
+        // In sandbox the sender is Twilio's test number: no setting needed.
+        (None, true) => TwilioConfig {
+            base_url: config.twilio.base_url.clone(),
+            timeout: config.twilio.timeout,
+            ..TwilioConfig::secondary()
+        },
+        (None, false) => {
+            return Err(format!(
+                "{}: set TWILIO_SECONDARY_FROM or TWILIO_SECONDARY_MESSAGING_SERVICE_SID",
+                SECONDARY.name
+            ))
+        }
+    };
+    let provider = Twilio::new(account, secrets, sandbox).map_err(|e| {
+        format!("{e} (TWILIO_SECONDARY_FROM or TWILIO_SECONDARY_MESSAGING_SERVICE_SID)")
+    })?;
+    Ok(Arc::new(provider))
+}
 
 /// One Twilio account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,17 +185,13 @@ pub struct TwilioConfig {
 impl TwilioConfig {
     /// The primary account: `twilio`, secrets `TWILIO_ACCOUNT_SID` / `TWILIO_AUTH_TOKEN`.
     pub fn primary() -> TwilioConfig {
-        TwilioConfig::account("twilio", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
+        TwilioConfig::account(PRIMARY.name, PRIMARY_SID, PRIMARY_TOKEN)
     }
 
     /// The secondary account: `twilio-secondary`, secrets `TWILIO_SECONDARY_ACCOUNT_SID` /
     /// `TWILIO_SECONDARY_AUTH_TOKEN`.
     pub fn secondary() -> TwilioConfig {
-        TwilioConfig::account(
-            "twilio-secondary",
-            "TWILIO_SECONDARY_ACCOUNT_SID",
-            "TWILIO_SECONDARY_AUTH_TOKEN",
-        )
+        TwilioConfig::account(SECONDARY.name, SECONDARY_SID, SECONDARY_TOKEN)
     }
 
     fn account(name: &str, sid: &str, token: &str) -> TwilioConfig {

@@ -1,0 +1,91 @@
+//! Log settings, read under the same names as gardien's: `GARDIEN_LOG` (a `tracing`
+//! filter, default `info`) and `GARDIEN_LOG_FORMAT` (`json` for JSON lines, anything else
+//! text). The backend's former names, `RUST_LOG` and `LOG_FORMAT`, are still read when the
+//! new ones are unset, so existing deployments keep their logs.
+
+use gardien_secrets::Vars;
+use tracing_subscriber::EnvFilter;
+
+/// The filter variable, and the one read when it is unset.
+pub const FILTER: &str = "GARDIEN_LOG";
+pub const FILTER_FALLBACK: &str = "RUST_LOG";
+/// The format variable, and the one read when it is unset.
+pub const FORMAT: &str = "GARDIEN_LOG_FORMAT";
+pub const FORMAT_FALLBACK: &str = "LOG_FORMAT";
+
+/// What to log and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// A `tracing` filter; `info` when none is set or the one set does not parse (as
+    /// gardien does).
+    pub filter: String,
+    pub json: bool,
+}
+
+/// `name`, else `fallback`; an empty value counts as unset.
+fn first(vars: &dyn Vars, name: &str, fallback: &str) -> Option<String> {
+    [name, fallback]
+        .into_iter()
+        .filter_map(|n| vars.var(n))
+        .find(|v| !v.trim().is_empty())
+}
+
+impl LogSettings {
+    pub fn from_vars(vars: &dyn Vars) -> LogSettings {
+        let filter = first(vars, FILTER, FILTER_FALLBACK)
+            .filter(|f| EnvFilter::try_new(f).is_ok())
+            .unwrap_or_else(|| "info".to_owned());
+        let json = first(vars, FORMAT, FORMAT_FALLBACK).as_deref() == Some("json");
+        LogSettings { filter, json }
+    }
+}
+
+/// Logs to stderr with the process environment's settings; colours only on a terminal.
+pub fn init() {
+    let settings = LogSettings::from_vars(&gardien_secrets::ProcessVars);
+    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if settings.json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(pairs: &[(&'static str, &'static str)]) -> LogSettings {
+        let vars: HashMap<&'static str, &'static str> = pairs.iter().copied().collect();
+        LogSettings::from_vars(&vars)
+    }
+
+    #[test]
+    fn the_gardien_names_win_over_the_old_ones() {
+        assert_eq!(
+            settings(&[]),
+            LogSettings {
+                filter: "info".into(),
+                json: false
+            }
+        );
+        let s = settings(&[("GARDIEN_LOG", "warn"), ("RUST_LOG", "debug")]);
+        assert_eq!(s.filter, "warn");
+        assert_eq!(settings(&[("RUST_LOG", "debug")]).filter, "debug");
+        assert!(settings(&[("GARDIEN_LOG_FORMAT", "json")]).json);
+        assert!(settings(&[("LOG_FORMAT", "json")]).json);
+        assert!(!settings(&[("GARDIEN_LOG_FORMAT", "text"), ("LOG_FORMAT", "json")]).json);
+        assert!(!settings(&[("GARDIEN_LOG_FORMAT", "JSON")]).json);
+    }
+
+    #[test]
+    fn a_filter_that_does_not_parse_is_info() {
+        assert_eq!(settings(&[("GARDIEN_LOG", "info,[=")]).filter, "info");
+    }
+}
