@@ -347,7 +347,7 @@ fn start_backend(database_url: &str, dir: &Path, name: &str) -> Backend {
         // Production, given its one required secret (docs/SECRETS.md).
         .env("GARDIEN_ENVIRONMENT", "production")
         .env("GARDIEN_INTERNAL_SECRET", INTERNAL_SECRET)
-        .env("RUST_LOG", "warn")
+        .env("GARDIEN_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -22,19 +22,26 @@ backend=target/debug/gardien-backend
 [ -x "$backend" ] || { echo "error: $backend is missing: run cargo build --workspace first" >&2; exit 1; }
 
 work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-DATABASE_URL="sqlite://$work/contract.db?mode=rwc" BACKEND_LISTEN="127.0.0.1:$port" RUST_LOG=warn \
+# Port 0: the backend binds a port of the system's choosing and writes it to the ready file,
+# so nothing here guesses a free port.
+DATABASE_URL="sqlite://$work/contract.db?mode=rwc" BACKEND_LISTEN="127.0.0.1:0" \
+  BACKEND_READY_FILE="$work/ready" GARDIEN_LOG=warn \
   GARDIEN_ENVIRONMENT=dev SECRETS_DEV_DEFAULTS=off SECRETS_DIR="$work/secrets" \
   env -u GARDIEN_INTERNAL_SECRET -u GOOGLE_CLOUD_PROJECT -u SECRET_MANAGER_PROJECT \
   "$backend" > "$work/backend.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 
-for _ in $(seq 1 100); do
-  curl -fs -o /dev/null "http://127.0.0.1:$port/healthz" && break
+address=
+for _ in $(seq 1 300); do
+  if [ -s "$work/ready" ]; then
+    address=$(head -n1 "$work/ready")
+    curl -fs -o /dev/null "http://$address/healthz" && break
+  fi
   kill -0 $pid 2>/dev/null || { cat "$work/backend.log" >&2; exit 1; }
   sleep 0.1
 done
+[ -n "$address" ] || { echo "error: gardien-backend wrote no ready file in 30s" >&2; cat "$work/backend.log" >&2; exit 1; }
 
 # Every check but two, which cannot hold here by design:
 # - ignored_auth: authentication is gardien's X-Gardien-Identity signature (time-based
@@ -44,7 +51,7 @@ done
 # - positive_data_acceptance: some rules are not expressible in the schema (a category
 #   must exist, a template's locales must cover its default locale, transitions of a
 #   report's status); requests breaking them are valid by schema yet rightly refused.
-"$venv/bin/schemathesis" --config-file scripts/schemathesis.toml run "http://127.0.0.1:$port/openapi.json" \
+"$venv/bin/schemathesis" --config-file scripts/schemathesis.toml run "http://$address/openapi.json" \
   --checks all \
   --exclude-checks ignored_auth,positive_data_acceptance \
   --max-examples "${CONTRACT_EXAMPLES:-25}" \

@@ -143,7 +143,7 @@ impl BackendProcess {
             .env_remove("GOOGLE_CLOUD_PROJECT")
             .env_remove("SECRET_MANAGER_PROJECT")
             .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
-            .env("RUST_LOG", "info");
+            .env("GARDIEN_LOG", "info");
         for (name, value) in env {
             command.env(name, value);
         }
