@@ -19,6 +19,7 @@ fn gardien(args: &[&str], env: &[(&str, &str)]) -> Output {
         "JWKS_URL",
         "GARDIEN_INTERNAL_SECRET",
         "REDIS_URL",
+        "GARDIEN_CLIENT_IP",
         "GARDIEN_LISTEN",
         "GARDIEN_ADMIN_LISTEN",
         "GOOGLE_CLOUD_PROJECT",
@@ -45,7 +46,7 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-const PRODUCTION_ENV: [(&str, &str); 9] = [
+const PRODUCTION_ENV: [(&str, &str); 10] = [
     ("API_UPSTREAM_URL", "https://api-abc123.a.run.app"),
     ("BACKEND_UPSTREAM_URL", "http://10.8.0.4:8081"),
     ("FRONTEND_URL", "https://app.example.com"),
@@ -61,6 +62,7 @@ const PRODUCTION_ENV: [(&str, &str); 9] = [
         "an-internal-secret-of-at-least-32-bytes!",
     ),
     ("REDIS_URL", "redis://10.8.0.3:6379"),
+    ("GARDIEN_CLIENT_IP", "google_load_balancer"),
 ];
 
 #[test]
@@ -114,6 +116,7 @@ fn production_without_its_environment_names_every_variable() {
         "error: jwt.issuers[0].jwks_url: environment variable JWKS_URL is not set",
         "error: jwt.identity_secret: secret GARDIEN_INTERNAL_SECRET is not set",
         "error: rate_limits.redis.url: environment variable REDIS_URL is not set",
+        "error: client_ip: environment variable GARDIEN_CLIENT_IP is not set",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
