@@ -614,6 +614,7 @@ const CHECK_POLICY: &str = r#"
 environment: staging
 listen: "127.0.0.1:8080"
 admin_listen: "127.0.0.1:9090"
+client_ip: direct
 upstreams:
   api: { url: "http://127.0.0.1:3000" }
 routes:

@@ -31,6 +31,7 @@ fn policy(environment: &str) -> String {
 environment: {environment}
 listen: "${{GARDIEN_LISTEN:-127.0.0.1:1}}"
 admin_listen: "${{GARDIEN_ADMIN_LISTEN:-127.0.0.1:2}}"
+client_ip: direct
 upstreams:
   api: {{ url: "${{API_UPSTREAM_URL:-http://127.0.0.1:3}}", connect_timeout: 1s, read_timeout: 2s }}
 routes:
