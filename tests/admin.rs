@@ -63,7 +63,18 @@ async fn metrics_count_requests_by_route_method_and_status() {
         .send()
         .await
         .expect("request");
-    let after = gateway.metrics().await;
+    // A request is counted when it ends, just after its answer is written: wait (bounded)
+    // for the last one rather than racing it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let after = loop {
+        let after = gateway.metrics().await;
+        let counted = series_value(&after, missing) - series_value(&before, missing) >= 1.0
+            && series_value(&after, ok) - series_value(&before, ok) >= 3.0;
+        if counted || std::time::Instant::now() > deadline {
+            break after;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(
         series_value(&after, ok) - series_value(&before, ok),
         3.0,

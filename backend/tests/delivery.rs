@@ -67,16 +67,11 @@ async fn email_goes_through_sendgrid(engine: Engine) {
     assert_eq!(delivered.html.as_deref(), Some("<p>Hello Ada</p>"));
     assert_eq!(delivered.custom_args["notification_id"], id.as_str());
     assert!(fakes.smtp.messages().is_empty());
-    let metrics = app.metrics_text().await;
-    assert!(
-        metrics.contains(
-            r#"gardien_backend_delivery_attempts_total{outcome="accepted",provider="sendgrid"} 1"#
-        ),
-        "{metrics}"
-    );
-    assert!(metrics.contains(
-        r#"gardien_backend_deliveries_total{channel="email",reason="",status="sent"} 1"#
-    ));
+    app.metrics_with(&[
+        r#"gardien_backend_delivery_attempts_total{outcome="accepted",provider="sendgrid"} 1"#,
+        r#"gardien_backend_deliveries_total{channel="email",reason="",status="sent"} 1"#,
+    ])
+    .await;
     app.finish().await;
 }
 on_both!(email_goes_through_sendgrid);
@@ -273,10 +268,8 @@ async fn refused_credentials_open_the_circuit(engine: Engine) {
         ready.json
     );
     assert_eq!(ready.json["providers"]["smtp"]["circuit"], "closed");
-    assert!(app
-        .metrics_text()
-        .await
-        .contains(r#"gardien_backend_provider_circuit{provider="sendgrid",state="open"} 1"#));
+    app.metrics_with(&[r#"gardien_backend_provider_circuit{provider="sendgrid",state="open"} 1"#])
+        .await;
     // While open, SendGrid is not called at all.
     let sendgrid_calls = fakes.sendgrid.requests().len();
     let second = app.send(ada(json!({}))).await;
@@ -334,9 +327,10 @@ async fn every_provider_down_fails_with_every_attempt(engine: Engine) {
         })
         .collect();
     assert!(started[1].duration_since(started[0]) >= jiff::SignedDuration::from_millis(50));
-    assert!(app.metrics_text().await.contains(
-        r#"gardien_backend_deliveries_total{channel="email",reason="providers_exhausted",status="failed"} 1"#
-    ));
+    app.metrics_with(&[
+        r#"gardien_backend_deliveries_total{channel="email",reason="providers_exhausted",status="failed"} 1"#,
+    ])
+    .await;
     app.finish().await;
 }
 on_both!(every_provider_down_fails_with_every_attempt);

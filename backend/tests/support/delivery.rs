@@ -258,6 +258,24 @@ impl DeliveryApp {
         String::from_utf8(self.app.get("/metrics").send().await.bytes).expect("utf-8")
     }
 
+    /// `/metrics` once it carries every one of `series` (bounded). A worker counts a
+    /// delivery right after committing it, so the database can say `sent` a moment before
+    /// the counter moves: reading the counter once after `settled` races with that.
+    pub async fn metrics_with(&self, series: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let metrics = self.metrics_text().await;
+            if series.iter().all(|s| metrics.contains(s)) {
+                return metrics;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "metrics never showed {series:?}:\n{metrics}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the workers and drops the database.
     pub async fn finish(mut self) {
         if let Some(workers) = self.workers.take() {
