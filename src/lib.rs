@@ -18,4 +18,5 @@ pub mod routing;
 pub mod secrets;
 pub mod server;
 pub mod upstream;
+pub mod upstream_health;
 pub mod warm_up;

@@ -1,6 +1,6 @@
 //! Assembles the Pingora server: the proxy on `listen`, the admin app on `admin_listen`, and
-//! the background tasks that keep upstream addresses resolved, keep secrets fresh and
-//! reload the policy.
+//! the background tasks that keep upstream addresses resolved, check upstreams' health,
+//! keep secrets fresh and reload the policy.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -130,6 +130,13 @@ pub fn run(
             metrics: Arc::clone(&metrics),
         },
     );
+    let health = background_service(
+        "upstream health",
+        crate::upstream_health::HealthChecker {
+            policy: Arc::clone(&shared),
+            metrics: Arc::clone(&metrics),
+        },
+    );
     let dns = background_service("upstream dns", DnsRefresher { policy: shared });
 
     // The proxy listens only once `control` has warmed the policy up (addresses resolved,
@@ -140,6 +147,7 @@ pub fn run(
     proxy.add_dependency(&control);
     server.add_service(admin);
     server.add_service(dns);
+    server.add_service(health);
     server.add_service(reloader);
     server.add_service(keys);
     server.add_service(secret_refresh);

@@ -16,6 +16,7 @@ use url::Url;
 
 use crate::policy::schema::UpstreamSpec;
 use crate::policy::Diagnostics;
+use crate::upstream_health::HealthCheck;
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -44,6 +45,8 @@ pub struct Upstream {
     pub dns_refresh: Duration,
     /// Whether `host` is a name to resolve (not an IP literal).
     pub needs_dns: bool,
+    /// The HTTP health check, when the policy names one (TCP readiness otherwise).
+    pub health: Option<HealthCheck>,
     addresses: ArcSwap<Vec<SocketAddr>>,
     next: AtomicUsize,
 }
@@ -114,6 +117,10 @@ impl Upstream {
                 "has no effect on an http:// upstream",
             );
         }
+        let health = spec
+            .health
+            .as_ref()
+            .and_then(|h| HealthCheck::compile(name, h, diag));
         let upstream = Upstream {
             name: name.to_owned(),
             url: format!(
@@ -133,6 +140,7 @@ impl Upstream {
             tls_verify,
             dns_refresh: spec.dns_refresh.unwrap_or(DEFAULT_DNS_REFRESH),
             needs_dns: ip.is_none(),
+            health,
             addresses: ArcSwap::from_pointee(
                 ip.map(|ip| vec![SocketAddr::new(ip, port)])
                     .unwrap_or_default(),
@@ -176,11 +184,18 @@ impl Upstream {
         Ok(count)
     }
 
-    /// Copies the addresses another instance of this upstream resolved, so a reloaded
-    /// policy starts with them instead of empty.
-    pub fn adopt_addresses(&self, previous: &Upstream) {
-        if self.needs_dns && previous.host == self.host && previous.port == self.port {
+    /// Takes over what the running policy's instance of this upstream knows: the addresses
+    /// it resolved (so a reloaded policy does not start empty) and, for the same target,
+    /// its health check's last results.
+    pub fn adopt(&self, previous: &Upstream) {
+        let same_target = previous.host == self.host && previous.port == self.port;
+        if self.needs_dns && same_target {
             self.addresses.store(previous.addresses());
+        }
+        if let (Some(health), Some(old), true) = (&self.health, &previous.health, same_target) {
+            if previous.tls == self.tls && previous.host_header == self.host_header {
+                health.adopt(old);
+            }
         }
     }
 
@@ -218,6 +233,7 @@ mod tests {
             preserve_host: false,
             tls_verify: None,
             dns_refresh: None,
+            health: None,
         }
     }
 

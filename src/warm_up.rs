@@ -1,5 +1,5 @@
-//! Getting a policy ready to serve before it does: upstream addresses resolved and JWKS
-//! key sets fetched — taken over from the running policy where they are unchanged, fetched
+//! Getting a policy ready to serve before it does: upstream addresses resolved, HTTP
+//! health checks run once, and JWKS key sets fetched — taken over from the running policy where they are unchanged, fetched
 //! otherwise. Used at start and on every reload, so neither serves with empty state.
 //!
 //! Nothing here is fatal: an upstream that does not resolve or an identity provider that
@@ -18,7 +18,7 @@ pub async fn warm_up(policy: &Policy, previous: Option<&Policy>, metrics: &Metri
     if let Some(previous) = previous {
         for upstream in &policy.upstreams {
             if let Some(old) = previous.upstreams.iter().find(|u| u.name == upstream.name) {
-                upstream.adopt_addresses(old);
+                upstream.adopt(old);
             }
         }
         if let (Some(jwt), Some(old)) = (&policy.jwt, &previous.jwt) {
@@ -67,6 +67,7 @@ pub async fn warm_up(policy: &Policy, previous: Option<&Policy>, metrics: &Metri
             ),
         }
     }
+    crate::upstream_health::first_checks(policy, metrics).await;
     for issuer in policy.jwt.iter().flat_map(|j| j.issuers()) {
         let Some(jwks) = issuer.jwks() else { continue };
         if jwks.has_keys() {

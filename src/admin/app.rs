@@ -89,6 +89,8 @@ impl AdminApp {
                     "name": u.name,
                     "url": u.url,
                     "addresses": u.addresses().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "check": if u.health.is_some() { "http" } else { "tcp" },
+                    "health": u.health.as_ref().map(|h| h.report()),
                 })
             })
             .collect();

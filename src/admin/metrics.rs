@@ -40,6 +40,8 @@ pub struct Metrics {
     shed: IntCounterVec,
     connections_open: prometheus::IntGauge,
     connections_refused: prometheus::IntCounter,
+    upstream_health_checks: IntCounterVec,
+    upstream_health_check_seconds: HistogramVec,
 }
 
 impl Metrics {
@@ -77,7 +79,7 @@ impl Metrics {
         let upstream_up = IntGaugeVec::new(
             Opts::new(
                 "gardien_upstream_up",
-                "1 when the last readiness probe reached the upstream",
+                "1 when the upstream passes its health check (without one: when the last readiness probe connected)",
             ),
             &["upstream"],
         )?;
@@ -167,6 +169,23 @@ impl Metrics {
             "gardien_connections_refused_total",
             "Client connections closed at accept because server.max_connections were open",
         )?;
+        let upstream_health_checks = IntCounterVec::new(
+            Opts::new(
+                "gardien_upstream_health_checks_total",
+                "HTTP health-check probes of an upstream, by result (ok or why it failed)",
+            ),
+            &["upstream", "result"],
+        )?;
+        let upstream_health_check_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "gardien_upstream_health_check_seconds",
+                "Duration of an upstream's HTTP health-check probes, passing or not",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["upstream"],
+        )?;
+        registry.register(Box::new(upstream_health_checks.clone()))?;
+        registry.register(Box::new(upstream_health_check_seconds.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(rate_limit_decisions.clone()))?;
@@ -215,6 +234,8 @@ impl Metrics {
             shed,
             connections_open,
             connections_refused,
+            upstream_health_checks,
+            upstream_health_check_seconds,
         })
     }
 
@@ -242,6 +263,16 @@ impl Metrics {
         self.upstream_up
             .with_label_values(&[upstream])
             .set(i64::from(up));
+    }
+
+    /// One health-check probe: `result` is `ok` or a kind of `upstream_health::RESULTS`.
+    pub fn upstream_health_check(&self, upstream: &str, result: &str, seconds: f64) {
+        self.upstream_health_checks
+            .with_label_values(&[upstream, result])
+            .inc();
+        self.upstream_health_check_seconds
+            .with_label_values(&[upstream])
+            .observe(seconds);
     }
 
     pub fn policy_reload(&self, result: &str) {

@@ -1,6 +1,8 @@
 //! Readiness: can every upstream be reached right now?
 //!
-//! A probe opens a TCP connection to each upstream (all at once, each bounded by a short
+//! An upstream with an HTTP health check (`upstreams.<name>.health`) is ready when its last
+//! background probe says so: nothing is probed on the request to `/readyz`. Without one, a
+//! probe opens a TCP connection to the upstream (all at once, each bounded by a short
 //! timeout) and closes it. An upstream whose host name has not resolved is not ready.
 
 use std::net::SocketAddr;
@@ -11,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::policy::Policy;
+use crate::upstream_health::HealthReport;
 
 /// Longest a readiness probe waits for one upstream.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -20,14 +23,40 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct UpstreamReadiness {
     pub upstream: String,
     pub ready: bool,
+    /// `http` (the health check's last result) or `tcp` (a connect, now).
+    pub check: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// With `http`: the last probe's status code, error kind and latency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthReport>,
 }
 
 /// Probes every upstream of `policy` concurrently, in the policy's order.
 pub async fn probe_upstreams(policy: &Policy) -> Vec<UpstreamReadiness> {
     let mut probes = JoinSet::new();
     for (index, upstream) in policy.upstreams.iter().enumerate() {
+        if let Some(health) = &upstream.health {
+            let report = health.report();
+            let ready = report.up == Some(true);
+            let error = match (&report.up, &report.error) {
+                (Some(true), _) => None,
+                (None, _) => Some("no health check has ended yet".to_owned()),
+                (Some(false), Some(error)) => Some(error.clone()),
+                (Some(false), None) => Some("health check failing".to_owned()),
+            };
+            probes.spawn(std::future::ready((
+                index,
+                UpstreamReadiness {
+                    upstream: upstream.name.clone(),
+                    ready,
+                    check: "http",
+                    error,
+                    health: Some(report),
+                },
+            )));
+            continue;
+        }
         let addresses = upstream.addresses();
         let name = upstream.name.clone();
         probes.spawn(async move {
@@ -40,7 +69,9 @@ pub async fn probe_upstreams(policy: &Policy) -> Vec<UpstreamReadiness> {
                 UpstreamReadiness {
                     upstream: name,
                     ready: outcome.is_ok(),
+                    check: "tcp",
                     error: outcome.err(),
+                    health: None,
                 },
             )
         });

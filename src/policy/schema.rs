@@ -72,6 +72,27 @@ pub struct UpstreamSpec {
     /// How often a host name is resolved again. Default 30s.
     #[serde(default, with = "humantime_serde")]
     pub dns_refresh: Option<Duration>,
+    /// An HTTP health check; without one, readiness only opens a TCP connection.
+    #[serde(default)]
+    pub health: Option<HealthSpec>,
+}
+
+/// `upstreams.<name>.health`: `GET path` must answer 2xx (see `crate::upstream_health`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSpec {
+    /// Path (and query) requested, starting with `/`.
+    pub path: String,
+    /// Time between the starts of two probes. Default 5s.
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    /// The whole probe must end within this, or it fails. Default 1s; less than `interval`.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Consecutive passing probes that bring a down upstream up. Default 1.
+    pub healthy_after: Option<u32>,
+    /// Consecutive failing probes that take an up upstream down. Default 2.
+    pub unhealthy_after: Option<u32>,
 }
 
 /// One entry of `routes:`.
