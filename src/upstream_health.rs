@@ -443,7 +443,7 @@ fn classify(error: &pingora::Error) -> Failure {
     };
     Failure {
         kind,
-        message: error.to_string(),
+        message: error.to_string().trim().to_owned(),
     }
 }
 

@@ -351,3 +351,115 @@ async fn the_shipped_policy_checks_the_demo_api_and_the_backend_health_paths() {
         assert_eq!(shown["health"]["status_code"], 200, "{body}");
     }
 }
+
+/// An HTTPS upstream with a self-signed certificate for 127.0.0.1 that answers every
+/// request `200` and records each request head.
+struct TlsUpstream {
+    addr: SocketAddr,
+    heads: Arc<Mutex<Vec<String>>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsUpstream {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio_rustls::rustls;
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key"),
+            )
+            .expect("config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&heads);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, seen) = (acceptor.clone(), Arc::clone(&seen));
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16384 {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    seen.lock()
+                        .expect("lock")
+                        .push(String::from_utf8_lossy(&head).into_owned());
+                    let _ = tls
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        TlsUpstream {
+            addr,
+            heads,
+            _task: task,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_probe_uses_the_upstreams_tls_settings() {
+    let api = TlsUpstream::start().await;
+    let backend = RecordingUpstream::start().await;
+    let url = format!("https://{}", api.addr);
+    // Verified (the default): a self-signed certificate fails the check as `tls`.
+    let gateway = start(&url, &backend.url(), &policy_with_health(FAST_HEALTH)).await;
+    let body = wait_api(&gateway, false).await;
+    assert_eq!(
+        entry(&body, "failing", "api")["health"]["error_kind"],
+        "tls",
+        "{body}"
+    );
+    assert!(api.heads.lock().expect("lock").is_empty());
+    drop(gateway);
+
+    // `tls_verify: false` accepts it: the probe speaks HTTPS with the upstream's `Host`.
+    let policy = policy_with_health(FAST_HEALTH).replace(
+        "connect_timeout: 1s, read_timeout: 1s, health:",
+        "connect_timeout: 1s, read_timeout: 1s, tls_verify: false, health:",
+    );
+    let gateway = start(&url, &backend.url(), &policy).await;
+    let body = wait_api(&gateway, true).await;
+    assert_eq!(
+        entry(&body, "upstreams", "api")["health"]["status_code"],
+        200,
+        "{body}"
+    );
+    let head = api
+        .heads
+        .lock()
+        .expect("lock")
+        .first()
+        .cloned()
+        .expect("a probe");
+    assert!(head.starts_with("GET /health HTTP/1.1\r\n"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("host: {}\r\n", api.addr)),
+        "{head}"
+    );
+}
