@@ -101,12 +101,17 @@ fn every_alert_has_its_runbook_section_labels_and_known_metrics() {
         );
         for key in ["summary", "description"] {
             assert!(
-                rule["annotations"][key].as_str().is_some_and(|s| !s.is_empty()),
+                rule["annotations"][key]
+                    .as_str()
+                    .is_some_and(|s| !s.is_empty()),
                 "{name} has no {key}"
             );
         }
         assert!(
-            matches!(rule["labels"]["severity"].as_str(), Some("critical" | "warning")),
+            matches!(
+                rule["labels"]["severity"].as_str(),
+                Some("critical" | "warning")
+            ),
             "{name}: severity"
         );
         let expr = rule["expr"].as_str().expect("expr");
@@ -130,7 +135,10 @@ fn every_runbook_section_is_an_alert() {
         .collect();
     for line in read("docs/RUNBOOK.md").lines() {
         if let Some(section) = line.strip_prefix("## ") {
-            assert!(names.contains(&section), "RUNBOOK section `{section}` names no alert");
+            assert!(
+                names.contains(&section),
+                "RUNBOOK section `{section}` names no alert"
+            );
         }
     }
 }
@@ -139,7 +147,10 @@ fn every_runbook_section_is_an_alert() {
 fn gke_rules_are_the_same_rules() {
     let alerts = yaml("deploy/prometheus/alerts.yaml");
     let gke = yaml("deploy/gke/rules.yaml");
-    assert_eq!(gke["apiVersion"].as_str(), Some("monitoring.googleapis.com/v1"));
+    assert_eq!(
+        gke["apiVersion"].as_str(),
+        Some("monitoring.googleapis.com/v1")
+    );
     assert_eq!(gke["kind"].as_str(), Some("Rules"));
     assert_eq!(
         gke["spec"]["groups"], alerts["groups"],
@@ -161,7 +172,10 @@ fn every_dashboard_panel_queries_exported_metrics() {
         for target in targets {
             let expr = target["expr"].as_str().unwrap_or_default();
             let used = metrics_in(expr);
-            assert!(!used.is_empty(), "panel `{title}`: `{expr}` reads no metric");
+            assert!(
+                !used.is_empty(),
+                "panel `{title}`: `{expr}` reads no metric"
+            );
             for metric in used {
                 assert!(
                     exported.contains(&metric),
@@ -174,9 +188,10 @@ fn every_dashboard_panel_queries_exported_metrics() {
 
 #[test]
 fn monitoring_manifests_scrape_the_metrics_ports() {
-    let pod: Vec<Value> = serde_yaml::Deserializer::from_str(&read("deploy/gke/podmonitoring.yaml"))
-        .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
-        .collect();
+    let pod: Vec<Value> =
+        serde_yaml::Deserializer::from_str(&read("deploy/gke/podmonitoring.yaml"))
+            .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
+            .collect();
     let ports: Vec<&str> = pod
         .iter()
         .inspect(|d| assert_eq!(d["kind"].as_str(), Some("PodMonitoring")))

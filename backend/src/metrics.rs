@@ -40,7 +40,10 @@ pub struct Metrics {
 
 /// The version and git commit of this build (`unknown` when built without git).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-pub const COMMIT: &str = env!("GARDIEN_GIT_COMMIT");
+pub const COMMIT: &str = match option_env!("GARDIEN_GIT_COMMIT") {
+    Some(commit) => commit,
+    None => "unknown",
+};
 
 /// How often [`keep_outbox_fresh`] counts the outbox's due rows.
 pub const OUTBOX_REFRESH: Duration = Duration::from_secs(15);

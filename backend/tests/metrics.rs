@@ -6,8 +6,8 @@ mod support;
 use std::sync::Arc;
 
 use gardien_backend::db::now_micros;
-use prometheus::Encoder;
 use gardien_backend::metrics::{Metrics, COMMIT, VERSION};
+use prometheus::Encoder;
 use support::{Engine, TestDb};
 
 fn render(metrics: &Metrics) -> String {

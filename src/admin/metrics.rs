@@ -22,7 +22,10 @@ const LATENCY_BUCKETS: [f64; 14] = [
 
 /// The version and git commit of this build (`unknown` when built without git).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-pub const COMMIT: &str = env!("GARDIEN_GIT_COMMIT");
+pub const COMMIT: &str = match option_env!("GARDIEN_GIT_COMMIT") {
+    Some(commit) => commit,
+    None => "unknown",
+};
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
