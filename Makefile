@@ -15,7 +15,7 @@ POLICY_CHECK_ENV := API_UPSTREAM_URL=https://api.example.run.app \
 	GARDIEN_INTERNAL_SECRET=example-internal-secret-of-at-least-32-bytes \
 	REDIS_URL=redis://10.0.0.3:6379
 
-.PHONY: demo test build check-policies bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench clean
+.PHONY: demo test test-alerts build check-policies bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench clean
 
 demo: deps-build build
 	scripts/demo.sh
@@ -23,7 +23,15 @@ demo: deps-build build
 test: deps-test build
 	$(CARGO) test --workspace --all-targets
 	$(MAKE) check-policies
+	$(MAKE) test-alerts
 	scripts/contract-test.sh
+
+# The alert rules are valid and behave as deploy/prometheus/alerts_test.yaml says (promtool,
+# from Debian's `prometheus` package); tests/deploy.rs checks their runbook sections and
+# metric names.
+test-alerts: deps-test
+	promtool check rules deploy/prometheus/alerts.yaml
+	cd deploy/prometheus && promtool test rules alerts_test.yaml
 
 build:
 	$(CARGO) build --workspace --bins --examples

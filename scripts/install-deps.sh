@@ -6,19 +6,21 @@
 #   python3, python3-venv, curl
 #                    the backend's contract test (scripts/contract-test.sh: schemathesis
 #                    from PyPI in a virtualenv, the backend polled with curl)
+#   prometheus       promtool, which checks and unit-tests deploy/prometheus/alerts.yaml
 # As root it installs them with apt-get; otherwise it says exactly what to run.
 #   wrk              the closed-loop load generator of the load harness (benches/load.rs)
 #   oha              its open-loop (fixed-rate) load generator, from crates.io with cargo,
 #                    into target/tools/oha (not a Debian package)
 # Usage: scripts/install-deps.sh [build|test|bench]
 #   postgresql-client  psql, with which the benchmarks make and drop their schemas
-#   build: cmake; test: cmake, chromium, chromium-driver, python3, python3-venv, curl;
+#   build: cmake; test: cmake, chromium, chromium-driver, python3, python3-venv, curl,
+#   prometheus;
 #   bench: cmake, wrk, postgresql-client, oha
 set -euo pipefail
 
 want=(cmake)
 case "${1:-test}" in
-  test) want+=(chromium chromium-driver python3 python3-venv curl) ;;
+  test) want+=(chromium chromium-driver python3 python3-venv curl prometheus) ;;
   bench) want+=(wrk postgresql-client) ;;
 esac
 
@@ -30,6 +32,7 @@ present() {
     chromium) command -v /usr/bin/chromium ;;
     python3-venv) python3 -c 'import ensurepip, venv' ;;
     postgresql-client) command -v psql ;;
+    prometheus) command -v promtool ;;
     *) command -v "$1" ;;
   esac
 }

@@ -69,6 +69,8 @@ pub struct RequestCtx {
     in_flight: Option<InFlight>,
     /// Whether the exchange with the upstream failed (for the adaptive controller).
     upstream_failed: bool,
+    /// When the request was sent upstream (`gardien_upstream_duration_seconds`).
+    upstream_sent: Option<Instant>,
     /// The client's address, found once by the policy's `client_ip` rule: the one every
     /// rate limit, log line and forwarded header uses.
     client: ClientAddress,
@@ -480,6 +482,7 @@ impl ProxyHttp for Gateway {
             rate_headers: Vec::new(),
             in_flight: None,
             upstream_failed: false,
+            upstream_sent: None,
             client: ClientAddress {
                 ip: std::net::IpAddr::from([0, 0, 0, 0]),
                 forwarded: false,
@@ -642,6 +645,21 @@ impl ProxyHttp for Gateway {
             rebuilt.set_send_end_stream(end_stream);
         }
         *upstream_request = rebuilt;
+        ctx.upstream_sent = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Upstream time: from sending the request to its response header.
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(sent) = ctx.upstream_sent.take() {
+            self.metrics
+                .observe_upstream(ctx.upstream_name(), sent.elapsed().as_secs_f64());
+        }
         Ok(())
     }
 

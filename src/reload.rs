@@ -111,6 +111,10 @@ impl PolicyReloader {
         tracing::info!(policy = %self.path.display(), "policy reloaded: {}", next.summary());
         self.policy.store(Arc::new(next));
         self.metrics.policy_reload("applied");
+        self.metrics.set_policy(
+            &crate::admin::metrics::policy_hash(&text),
+            crate::admin::metrics::unix_seconds(),
+        );
         true
     }
 }

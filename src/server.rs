@@ -54,6 +54,11 @@ pub fn run(
     let listen = Listener::claim(policy.listen, "listen")?;
     let admin_listen = Listener::claim(policy.admin_listen, "admin_listen")?;
     let metrics = Arc::new(Metrics::new()?);
+    let text = std::fs::read_to_string(&policy_path).unwrap_or_default();
+    metrics.set_policy(
+        &crate::admin::metrics::policy_hash(&text),
+        crate::admin::metrics::unix_seconds(),
+    );
 
     let conf = ServerConf {
         threads: policy.server.threads,

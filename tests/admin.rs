@@ -95,6 +95,61 @@ async fn metrics_count_requests_by_route_method_and_status() {
     assert!(after.contains("gardien_upstream_errors_total") || !after.contains("upstream_errors"));
 }
 
+/// Upstream time, build, process: a proxied request shows in
+/// `gardien_upstream_duration_seconds`; the build and process series are there.
+#[tokio::test]
+async fn metrics_show_upstream_time_build_and_process() {
+    let api = RecordingUpstream::start().await;
+    let gateway = GatewayProcess::with_upstream(TEST_POLICY, &api).await;
+    let count = r#"gardien_upstream_duration_seconds_count{upstream="api"}"#;
+    assert_eq!(series_value(&gateway.metrics().await, count), 0.0);
+    client()
+        .get(gateway.url("/api/x"))
+        .send()
+        .await
+        .expect("request");
+    client()
+        .get(gateway.url("/nowhere"))
+        .send()
+        .await
+        .expect("request");
+    let metrics = gateway.metrics().await;
+    assert_eq!(
+        series_value(&metrics, count),
+        1.0,
+        "the proxied request only: {metrics}"
+    );
+    assert!(
+        series_value(
+            &metrics,
+            r#"gardien_upstream_duration_seconds_sum{upstream="api"}"#
+        ) > 0.0
+    );
+    let commit = gardien::admin::metrics::COMMIT;
+    assert!(
+        metrics.contains(&format!(
+            r#"gardien_build_info{{commit="{commit}",version="{}"}} 1"#,
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{metrics}"
+    );
+    // A commit of this repository (built inside git: never `unknown`). Not compared with
+    // HEAD: a target directory shared by several worktrees may hold another one's build.
+    let in_git = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if in_git {
+        assert!(
+            commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{commit}"
+        );
+    }
+    assert!(series_value(&metrics, "process_resident_memory_bytes") > 0.0);
+    assert!(series_value(&metrics, "process_open_fds") > 0.0);
+    assert!(metrics.contains("process_cpu_seconds_total"), "{metrics}");
+}
+
 #[tokio::test]
 async fn status_describes_the_running_policy() {
     let api = RecordingUpstream::start().await;

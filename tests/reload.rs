@@ -3,6 +3,8 @@
 
 mod support;
 
+use gardien::admin::metrics::policy_hash;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -46,11 +48,36 @@ async fn a_changed_file_is_applied_and_an_invalid_one_refused() {
     let gateway = GatewayProcess::with_upstream(TEST_POLICY, &api).await;
     assert!(!allowed(&gateway, NEW_ORIGIN).await);
 
+    let started = std::fs::read_to_string(gateway.policy_path()).expect("policy");
+    let hash_series =
+        |text: &str| format!(r#"gardien_policy_info{{hash="{}"}}"#, policy_hash(text));
+    assert_eq!(gateway.metric(&hash_series(&started)).await, 1.0);
+    let first_load = gateway
+        .metric("gardien_policy_loaded_timestamp_seconds")
+        .await;
+    assert!(first_load > 1.0e9, "{first_load}");
+
     std::fs::write(gateway.policy_path(), with_new_origin(TEST_POLICY)).expect("rewrite");
     eventually("the new origin is allowed", || {
         allowed(&gateway, NEW_ORIGIN)
     })
     .await;
+    let applied = std::fs::read_to_string(gateway.policy_path()).expect("policy");
+    eventually("the new policy's hash is published", || async {
+        gateway.metric(&hash_series(&applied)).await == 1.0
+    })
+    .await;
+    let metrics = gateway.metrics().await;
+    assert!(
+        !metrics.contains(&hash_series(&started)),
+        "one policy_info series: {metrics}"
+    );
+    assert!(
+        gateway
+            .metric("gardien_policy_loaded_timestamp_seconds")
+            .await
+            >= first_load
+    );
     assert_eq!(
         gateway
             .metric(r#"gardien_policy_reloads_total{result="applied"}"#)
@@ -67,6 +94,11 @@ async fn a_changed_file_is_applied_and_an_invalid_one_refused() {
             >= 1.0
     })
     .await;
+    assert_eq!(
+        gateway.metric(&hash_series(&applied)).await,
+        1.0,
+        "a refused file does not change the hash"
+    );
     let log = gateway.log();
     assert!(log.contains("policy reload refused"), "{log}");
     assert!(

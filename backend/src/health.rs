@@ -27,6 +27,7 @@ fn providers(state: &AppState) -> Value {
 
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let (status, Json(mut body)) = database(&state).await;
+    state.metrics.database_up(status == StatusCode::OK);
     if let Value::Object(map) = &mut body {
         map.insert("providers".into(), providers(&state));
     }

@@ -215,6 +215,11 @@ async fn main() -> ExitCode {
     for name in providers.names() {
         metrics.circuit(name, "closed");
     }
+    let outbox_metrics = tokio::spawn(gardien_backend::metrics::keep_outbox_fresh(
+        Arc::clone(&metrics),
+        db.clone(),
+        gardien_backend::metrics::OUTBOX_REFRESH,
+    ));
     let outbox = Arc::new(tokio::sync::Notify::new());
     let workers = start_workers(
         &options.delivery,
@@ -256,6 +261,7 @@ async fn main() -> ExitCode {
     // Attempts in flight finish and are recorded; claimed rows not started go back.
     workers.stop().await;
     refresh.abort();
+    outbox_metrics.abort();
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

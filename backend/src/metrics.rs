@@ -1,14 +1,21 @@
 //! Prometheus metrics: requests by route and status, latency by route, database pool usage;
-//! notifications accepted, delivery attempts and outcomes, provider circuits.
+//! notifications accepted, delivery attempts and outcomes, provider circuits and failovers;
+//! the outbox's due rows and their age per channel and whether the database answers
+//! (refreshed by a periodic query, [`keep_outbox_fresh`]); the process's CPU, memory and
+//! open files (Linux) and `gardien_backend_build_info`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+use sqlx::Row;
+
+use crate::db::{now_micros, Db};
 
 use crate::delivery::provider::Channel;
 use crate::notifications::model::DeliveryStatus;
@@ -25,7 +32,21 @@ pub struct Metrics {
     attempts: IntCounterVec,
     circuits: IntGaugeVec,
     delivery_seconds: HistogramVec,
+    failovers: IntCounterVec,
+    outbox_due: IntGaugeVec,
+    outbox_oldest: GaugeVec,
+    database_up: IntGauge,
 }
+
+/// The version and git commit of this build (`unknown` when built without git).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const COMMIT: &str = match option_env!("GARDIEN_GIT_COMMIT") {
+    Some(commit) => commit,
+    None => "unknown",
+};
+
+/// How often [`keep_outbox_fresh`] counts the outbox's due rows.
+pub const OUTBOX_REFRESH: Duration = Duration::from_secs(15);
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
@@ -92,6 +113,52 @@ impl Metrics {
             ]),
             &["channel"],
         )?;
+        let failovers = IntCounterVec::new(
+            Opts::new(
+                "gardien_backend_provider_failovers_total",
+                "Deliveries moved to the channel's next provider, by channel and provider (from, to)",
+            ),
+            &["channel", "from", "to"],
+        )?;
+        let outbox_due = IntGaugeVec::new(
+            Opts::new(
+                "gardien_backend_outbox_due",
+                "Outbox rows due for delivery now and not yet taken, by channel",
+            ),
+            &["channel"],
+        )?;
+        let outbox_oldest = GaugeVec::new(
+            Opts::new(
+                "gardien_backend_outbox_oldest_due_seconds",
+                "Seconds the oldest due outbox row has waited, by channel (0 when none)",
+            ),
+            &["channel"],
+        )?;
+        let database_up = IntGauge::new(
+            "gardien_backend_database_up",
+            "1 when the database answered the last query of the outbox refresh or /readyz",
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "gardien_backend_build_info",
+                "1, labelled with the version and git commit of the running backend",
+            ),
+            &["version", "commit"],
+        )?;
+        build_info.with_label_values(&[VERSION, COMMIT]).set(1);
+        for channel in Channel::ALL {
+            outbox_due.with_label_values(&[channel.name()]);
+            outbox_oldest.with_label_values(&[channel.name()]);
+        }
+        registry.register(Box::new(failovers.clone()))?;
+        registry.register(Box::new(outbox_due.clone()))?;
+        registry.register(Box::new(outbox_oldest.clone()))?;
+        registry.register(Box::new(database_up.clone()))?;
+        registry.register(Box::new(build_info))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(pool.clone()))?;
@@ -110,6 +177,10 @@ impl Metrics {
             attempts,
             circuits,
             delivery_seconds,
+            failovers,
+            outbox_due,
+            outbox_oldest,
+            database_up,
         })
     }
 }
@@ -141,6 +212,74 @@ impl Metrics {
         self.attempts.with_label_values(&[provider, outcome]).inc();
     }
 
+    /// Every series, as `/metrics` renders them.
+    pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
+    }
+
+    /// A delivery of `channel` moved from provider `from` to `to` (names from the registry).
+    pub fn failover(&self, channel: Channel, from: &str, to: &str) {
+        self.failovers
+            .with_label_values(&[channel.name(), from, to])
+            .inc();
+    }
+
+    /// Whether the database answered.
+    pub fn database_up(&self, up: bool) {
+        self.database_up.set(i64::from(up));
+    }
+
+    /// Counts the outbox's due rows (what a worker would claim now: `queued` and due, or
+    /// `sending` with an expired lease) and the age of the oldest, per channel. A failed
+    /// query sets `gardien_backend_database_up` to 0 and keeps the last counts.
+    pub async fn refresh_outbox(&self, db: &Db) {
+        let now = now_micros();
+        let rows = sqlx::query(
+            "SELECT channel, COUNT(*) AS due, \
+               MIN(CASE WHEN status = 'queued' THEN not_before ELSE lease_until END) AS oldest \
+             FROM notification_deliveries \
+             WHERE (status = 'queued' AND not_before <= $1) OR (status = 'sending' AND lease_until <= $1) \
+             GROUP BY channel",
+        )
+        .bind(now)
+        .fetch_all(&db.pool)
+        .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "counting the outbox's due rows failed");
+                self.database_up(false);
+                return;
+            }
+        };
+        self.database_up(true);
+        for channel in Channel::ALL {
+            self.outbox_due.with_label_values(&[channel.name()]).set(0);
+            self.outbox_oldest
+                .with_label_values(&[channel.name()])
+                .set(0.0);
+        }
+        for row in rows {
+            let (Ok(channel), Ok(due), Ok(oldest)) = (
+                row.try_get::<String, _>("channel"),
+                row.try_get::<i64, _>("due"),
+                row.try_get::<i64, _>("oldest"),
+            ) else {
+                continue;
+            };
+            // Only the known channels: a label never comes from a stored value as is.
+            let Some(channel) = Channel::from_name(&channel) else {
+                continue;
+            };
+            self.outbox_due
+                .with_label_values(&[channel.name()])
+                .set(due);
+            self.outbox_oldest
+                .with_label_values(&[channel.name()])
+                .set((now - oldest).max(0) as f64 / 1e6);
+        }
+    }
+
     /// A provider's circuit is now in `state`.
     pub fn circuit(&self, provider: &str, state: &str) {
         for candidate in ["closed", "open", "half_open"] {
@@ -148,6 +287,16 @@ impl Metrics {
                 .with_label_values(&[provider, candidate])
                 .set(i64::from(candidate == state));
         }
+    }
+}
+
+/// Refreshes the outbox metrics every `interval`, for as long as the process runs.
+pub async fn keep_outbox_fresh(metrics: std::sync::Arc<Metrics>, db: Db, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        metrics.refresh_outbox(&db).await;
     }
 }
 

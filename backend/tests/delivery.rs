@@ -105,6 +105,10 @@ async fn sendgrid_503_falls_back_to_smtp(engine: Engine) {
         mails[0].header("X-Gardien-Notification-Id").as_deref(),
         Some(id.as_str())
     );
+    app.metrics_with(&[
+        r#"gardien_backend_provider_failovers_total{channel="email",from="sendgrid",to="smtp"} 1"#,
+    ])
+    .await;
     app.finish().await;
 }
 on_both!(sendgrid_503_falls_back_to_smtp);

@@ -3,11 +3,14 @@
 //!
 //! Label values are bounded: routes come from the policy (`unmatched` otherwise), methods
 //! are the standard ones (`OTHER` otherwise), statuses are classes (`2xx`).
+//!
+//! The registry also carries the process's CPU, memory and open files (the `prometheus`
+//! crate's process collector, Linux only) and `gardien_build_info`.
 
 use http::Method;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::edge::cors::CorsRefusal;
@@ -17,11 +20,21 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// The version and git commit of this build (`unknown` when built without git).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const COMMIT: &str = match option_env!("GARDIEN_GIT_COMMIT") {
+    Some(commit) => commit,
+    None => "unknown",
+};
+
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    policy_info: IntGaugeVec,
+    policy_loaded: Gauge,
     upstream_errors: IntCounterVec,
     cors_rejections: IntCounterVec,
     upstream_up: IntGaugeVec,
@@ -61,6 +74,33 @@ impl Metrics {
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["route"],
+        )?;
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gardien_upstream_duration_seconds",
+                "Time from sending the request upstream to its response header, by upstream",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["upstream"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "gardien_build_info",
+                "1, labelled with the version and git commit of the running gateway",
+            ),
+            &["version", "commit"],
+        )?;
+        build_info.with_label_values(&[VERSION, COMMIT]).set(1);
+        let policy_info = IntGaugeVec::new(
+            Opts::new(
+                "gardien_policy_info",
+                "1, labelled with the content hash of the policy file serving",
+            ),
+            &["hash"],
+        )?;
+        let policy_loaded = Gauge::new(
+            "gardien_policy_loaded_timestamp_seconds",
+            "Unix time the serving policy was loaded (start or last applied reload)",
         )?;
         let upstream_errors = IntCounterVec::new(
             Opts::new(
@@ -186,6 +226,14 @@ impl Metrics {
         )?;
         registry.register(Box::new(upstream_health_checks.clone()))?;
         registry.register(Box::new(upstream_health_check_seconds.clone()))?;
+        registry.register(Box::new(upstream_duration.clone()))?;
+        registry.register(Box::new(build_info))?;
+        registry.register(Box::new(policy_info.clone()))?;
+        registry.register(Box::new(policy_loaded.clone()))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(rate_limit_decisions.clone()))?;
@@ -216,6 +264,9 @@ impl Metrics {
             registry,
             requests,
             duration,
+            upstream_duration,
+            policy_info,
+            policy_loaded,
             upstream_errors,
             cors_rejections,
             upstream_up,
@@ -245,6 +296,21 @@ impl Metrics {
             .with_label_values(&[route, method_label(method), status_class(status)])
             .inc();
         self.duration.with_label_values(&[route]).observe(seconds);
+    }
+
+    /// Seconds from sending the request to `upstream` to its response header.
+    pub fn observe_upstream(&self, upstream: &str, seconds: f64) {
+        self.upstream_duration
+            .with_label_values(&[upstream])
+            .observe(seconds);
+    }
+
+    /// The policy now serving: its content hash (the only `gardien_policy_info` series)
+    /// and when it was loaded.
+    pub fn set_policy(&self, hash: &str, loaded_unix_seconds: f64) {
+        self.policy_info.reset();
+        self.policy_info.with_label_values(&[hash]).set(1);
+        self.policy_loaded.set(loaded_unix_seconds);
     }
 
     pub fn upstream_error(&self, upstream: &str, kind: &str) {
@@ -394,6 +460,24 @@ impl Metrics {
     }
 }
 
+/// The content hash `gardien_policy_info` carries: the first 12 hex digits of the SHA-256
+/// of the policy file as written (before `${VAR}` expansion, so no secret goes in).
+pub fn policy_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Now, in Unix seconds (0 before 1970).
+pub fn unix_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
@@ -440,5 +524,34 @@ mod tests {
         assert!(text.contains(r#"gardien_cors_rejections_total{reason="origin_not_allowed"} 1"#));
         assert!(text.contains(r#"gardien_cors_rejections_total{reason="malformed_origin"} 0"#));
         assert!(text.contains("gardien_request_duration_seconds_bucket"));
+    }
+
+    #[test]
+    fn renders_upstream_time_build_policy_and_process() {
+        let metrics = Metrics::new().expect("metrics");
+        metrics.observe_upstream("api", 0.02);
+        metrics.set_policy("aaaa", 1.0);
+        metrics.set_policy("0123456789ab", 1_700_000_000.0);
+        let text = String::from_utf8(metrics.render()).expect("utf8");
+        assert!(
+            text.contains(
+                r#"gardien_upstream_duration_seconds_bucket{upstream="api",le="0.025"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"gardien_upstream_duration_seconds_count{upstream="api"} 1"#));
+        assert!(text.contains(r#"gardien_policy_info{hash="0123456789ab"} 1"#));
+        assert!(!text.contains(r#"hash="aaaa""#), "{text}");
+        assert!(text.contains("gardien_policy_loaded_timestamp_seconds 1700000000"));
+        assert!(text.contains(&format!(
+            r#"gardien_build_info{{commit="{COMMIT}",version="{VERSION}"}} 1"#
+        )));
+        for series in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+        ] {
+            assert!(text.contains(series), "{series} missing: {text}");
+        }
     }
 }

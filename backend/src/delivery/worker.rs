@@ -272,12 +272,20 @@ impl Worker {
                 provider_tries: tries,
                 last_error: Some(detail),
             },
-            Decision::Next { index } => NextState::Queued {
-                not_before: now,
-                provider_index: index,
-                provider_tries: 0,
-                last_error: Some(detail),
-            },
+            Decision::Next { index } => {
+                let providers = self.providers.for_channel(row.channel);
+                if let (Some(from), Some(to)) =
+                    (providers.get(position.index), providers.get(index))
+                {
+                    self.metrics.failover(row.channel, from.name(), to.name());
+                }
+                NextState::Queued {
+                    not_before: now,
+                    provider_index: index,
+                    provider_tries: 0,
+                    last_error: Some(detail),
+                }
+            }
             Decision::Fail { reason } => NextState::Failed {
                 reason,
                 last_error: Some(detail),

@@ -1,0 +1,31 @@
+//! Passes the git commit being built to the code as `GARDIEN_GIT_COMMIT` (for
+//! `gardien_build_info`), or `unknown` when there is no git or no repository.
+
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(out.stdout).ok()?;
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+fn main() {
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=GARDIEN_GIT_COMMIT={commit}");
+    // Build again when HEAD moves: HEAD itself, the branch it names, and packed refs
+    // (only files that exist: a missing one would rerun this on every build).
+    let mut watched = vec!["HEAD".to_owned(), "packed-refs".to_owned()];
+    watched.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+    for path in watched {
+        if let Some(file) = git(&["rev-parse", "--git-path", &path]) {
+            if std::path::Path::new(&file).exists() {
+                println!("cargo:rerun-if-changed={file}");
+            }
+        }
+    }
+    println!("cargo:rerun-if-changed=build.rs");
+}
