@@ -41,10 +41,12 @@ impl LogSettings {
 }
 
 /// Logs to stderr with the process environment's settings: the same subscriber as
-/// gardien's (`gardien-telemetry`), Cloud Logging's JSON lines with `json`.
-pub fn init() {
+/// gardien's (`gardien-telemetry`), Cloud Logging's JSON lines with `json`. Returns the
+/// settings it used.
+pub fn init() -> LogSettings {
     let settings = LogSettings::from_vars(&gardien_secrets::ProcessVars);
     gardien_telemetry::init(&settings.filter, settings.json);
+    settings
 }
 
 #[cfg(test)]
