@@ -85,7 +85,11 @@ fn one_trace(who: &str, lines: &[&Value]) -> String {
     assert!(!lines.is_empty(), "{who}: no line for the request");
     let trace = trace_of(lines[0]);
     for line in lines {
-        assert_eq!(trace_of(line), trace, "{who}: one trace per request: {line}");
+        assert_eq!(
+            trace_of(line),
+            trace,
+            "{who}: one trace per request: {line}"
+        );
         assert!(line[SPAN_KEY].is_string(), "{who}: spanId on {line}");
     }
     trace
@@ -112,7 +116,11 @@ async fn register_and_log_in(gateway: &GatewayProcess) -> String {
             .send()
             .await
             .expect(path);
-        assert!(response.status().is_success(), "{path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
         if path.ends_with("login") {
             let body: Value = response.json().await.expect("json");
             return format!("Bearer {}", body["token"].as_str().expect("a token"));
@@ -163,7 +171,9 @@ async fn both_binaries_write_cloud_logging_lines_tied_by_one_trace() {
 
     // 1. Untrusted peer, through to the real backend.
     let response = client()
-        .get(direct.url(&format!("/api/notifications/preferences?token={QUERY_SECRET}")))
+        .get(direct.url(&format!(
+            "/api/notifications/preferences?token={QUERY_SECRET}"
+        )))
         .header("Authorization", &token)
         .header("traceparent", CLIENT_TRACEPARENT)
         .header("X-Cloud-Trace-Context", format!("{CLIENT_TRACE}/1;o=1"))
@@ -181,7 +191,11 @@ async fn both_binaries_write_cloud_logging_lines_tied_by_one_trace() {
     let at_backend = of_request(&backend_lines, "logs-untrusted-1");
     let trace = one_trace("gardien", &at_gateway);
     assert_ne!(trace, CLIENT_TRACE, "a client's traceparent is replaced");
-    assert_eq!(one_trace("gardien-backend", &at_backend), trace, "one trace, both binaries");
+    assert_eq!(
+        one_trace("gardien-backend", &at_backend),
+        trace,
+        "one trace, both binaries"
+    );
     assert_ne!(
         at_gateway[0][SPAN_KEY], at_backend[0][SPAN_KEY],
         "each binary logs its own span"
@@ -202,7 +216,10 @@ async fn both_binaries_write_cloud_logging_lines_tied_by_one_trace() {
     assert_eq!(http["remoteIp"], "127.0.0.1");
     assert_eq!(http["userAgent"], "logging-test/1.0");
     assert_eq!(http["protocol"], "HTTP/1.1");
-    assert!(http["responseSize"].as_u64().is_some_and(|n| n > 0), "{http}");
+    assert!(
+        http["responseSize"].as_u64().is_some_and(|n| n > 0),
+        "{http}"
+    );
     let latency = http["latency"].as_str().expect("latency");
     let seconds: f64 = latency
         .strip_suffix('s')
@@ -227,7 +244,10 @@ async fn both_binaries_write_cloud_logging_lines_tied_by_one_trace() {
     let at_behind = of_request(&behind_lines, "logs-trusted-1");
     assert_eq!(one_trace("gardien (trusted hop)", &at_behind), CLIENT_TRACE);
     let seen = recording.last();
-    let forwarded = seen.headers.get("traceparent").expect("traceparent upstream");
+    let forwarded = seen
+        .headers
+        .get("traceparent")
+        .expect("traceparent upstream");
     let gardien_span = at_behind[0][SPAN_KEY].as_str().expect("spanId");
     assert_eq!(forwarded, &format!("00-{CLIENT_TRACE}-{gardien_span}-01"));
     let access = at_behind

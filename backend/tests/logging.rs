@@ -70,7 +70,10 @@ async fn the_backend_continues_the_gateways_trace_in_json_lines() {
     let env: Vec<(String, String)> = [
         ("DATABASE_URL", db.url.clone()),
         ("GARDIEN_LOG_FORMAT", "json".to_owned()),
-        ("GARDIEN_LOG", "info,sqlx=warn,gardien_backend::trace=debug".to_owned()),
+        (
+            "GARDIEN_LOG",
+            "info,sqlx=warn,gardien_backend::trace=debug".to_owned(),
+        ),
         ("GOOGLE_CLOUD_PROJECT", PROJECT.to_owned()),
         ("SECRET_MANAGER_BASE_URL", sm.url()),
         ("GCE_METADATA_HOST", metadata.host()),
@@ -92,7 +95,9 @@ async fn the_backend_continues_the_gateways_trace_in_json_lines() {
     let lines = lines_of(&backend, "backend-traced-1").await;
     for line in &lines {
         assert_eq!(trace_of(line), TRACE, "the gateway's trace is continued");
-        let span = line["logging.googleapis.com/spanId"].as_str().expect("spanId");
+        let span = line["logging.googleapis.com/spanId"]
+            .as_str()
+            .expect("spanId");
         assert_eq!(span.len(), 16);
         assert_ne!(span, "00f067aa0ba902b7", "a span of its own");
         assert_eq!(line["logging.googleapis.com/trace_sampled"], true);

@@ -116,7 +116,10 @@ mod tests {
         let incoming = headers(&[
             ("traceparent", INCOMING),
             ("tracestate", "g=1"),
-            ("x-cloud-trace-context", "4bf92f3577b34da6a3ce929d0e0e4736/1;o=1"),
+            (
+                "x-cloud-trace-context",
+                "4bf92f3577b34da6a3ce929d0e0e4736/1;o=1",
+            ),
         ]);
         let trace = RequestTrace::start(&incoming, &client(false));
         assert_ne!(trace.span.trace_id_hex(), TRACE);
@@ -130,7 +133,10 @@ mod tests {
 
     #[test]
     fn cloud_trace_context_is_the_fallback_of_a_trusted_hop() {
-        let incoming = headers(&[("x-cloud-trace-context", "4bf92f3577b34da6a3ce929d0e0e4736/7;o=1")]);
+        let incoming = headers(&[(
+            "x-cloud-trace-context",
+            "4bf92f3577b34da6a3ce929d0e0e4736/7;o=1",
+        )]);
         let trace = RequestTrace::start(&incoming, &client(true));
         assert_eq!(trace.span.trace_id_hex(), TRACE);
         assert!(trace.span.sampled);

@@ -266,7 +266,11 @@ mod tests {
     #[test]
     fn a_line_has_severity_message_time_and_fields() {
         let out = lines(None, || {
-            tracing::warn!(upstream = "api", attempts = 3_u64, "upstream request failed");
+            tracing::warn!(
+                upstream = "api",
+                attempts = 3_u64,
+                "upstream request failed"
+            );
             tracing::error!(severity = "CRITICAL", "policy refused");
             tracing::debug!("detail");
         });
@@ -278,7 +282,10 @@ mod tests {
         humantime::parse_rfc3339(time).expect("RFC 3339");
         assert_eq!(out[1]["severity"], "CRITICAL");
         assert_eq!(out[2]["severity"], "DEBUG");
-        assert!(out[0].get(TRACE_KEY).is_none(), "no trace outside a request");
+        assert!(
+            out[0].get(TRACE_KEY).is_none(),
+            "no trace outside a request"
+        );
     }
 
     #[test]

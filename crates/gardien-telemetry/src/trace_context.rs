@@ -179,7 +179,11 @@ mod tests {
             "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
         ] {
-            assert_eq!(TraceContext::from_traceparent(bad.as_bytes()), None, "{bad}");
+            assert_eq!(
+                TraceContext::from_traceparent(bad.as_bytes()),
+                None,
+                "{bad}"
+            );
         }
         let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-more";
         assert!(TraceContext::from_traceparent(later.as_bytes()).is_some());
@@ -193,7 +197,11 @@ mod tests {
         assert_eq!(context.span_id_hex(), "0000000000000001");
         assert!(context.sampled);
         let unsampled = b"4bf92f3577b34da6a3ce929d0e0e4736/12345;o=0";
-        assert!(!TraceContext::from_cloud_trace_context(unsampled).expect("valid").sampled);
+        assert!(
+            !TraceContext::from_cloud_trace_context(unsampled)
+                .expect("valid")
+                .sampled
+        );
         assert!(TraceContext::from_cloud_trace_context(b"nothex/1;o=1").is_none());
     }
 
