@@ -209,18 +209,12 @@ fn print_refusal(path: &Path, error: &PolicyError) {
     );
 }
 
-/// Logs go to stderr; `GARDIEN_LOG` filters them (`info` by default, `gardien::access=debug`
-/// for access logs) and `GARDIEN_LOG_FORMAT=json` switches to JSON lines for Cloud Logging.
+/// Logs go to stderr; `GARDIEN_LOG` filters them (`info` by default) and
+/// `GARDIEN_LOG_FORMAT=json` switches to Cloud Logging's JSON lines, the same as the
+/// backend's (`gardien-telemetry`; docs/OBSERVABILITY.md, "Logs").
 fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("GARDIEN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if std::env::var("GARDIEN_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    use gardien_telemetry::{LOG_FILTER, LOG_FORMAT};
+    let filter = std::env::var(LOG_FILTER).unwrap_or_else(|_| "info".to_owned());
+    let json = std::env::var(LOG_FORMAT).as_deref() == Ok("json");
+    gardien_telemetry::init(&filter, json);
 }

@@ -5,16 +5,19 @@
 //!   check → route match → CORS (preflights answered here, never upstream) → 404/405 for
 //!   requests no route takes → rate limits, JWT, rate limits by user, in-flight cap.
 //! - `upstream_peer`: the route's upstream.
-//! - `upstream_request_filter`: request id, `Host`, `X-Forwarded-*`.
+//! - `upstream_request_filter`: request id, `traceparent`, `Host`, `X-Forwarded-*`.
 //! - `response_filter`: CORS, security headers and the request id on the upstream's answer.
 //! - `fail_to_proxy`: upstream failures become `502`/`504` with the JSON error body.
-//! - `logging`: metrics.
+//! - `logging`: metrics and the access log.
+//!
+//! Every line logged while a request is served is inside its span
+//! ([`gardien_telemetry::request_span`]), so it carries the request's trace.
 //!
 //! Every response the gateway writes itself goes through [`Gateway::respond`], which adds
 //! the same CORS, security and request-id headers as `response_filter`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -24,6 +27,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{ErrorSource, ErrorType};
+use tracing::Instrument;
 
 use crate::admin::metrics::Metrics;
 use crate::edge::adaptive::InFlight;
@@ -34,6 +38,7 @@ use crate::edge::jwt::{unix_now, AuthorizationHeader, TokenRejection};
 use crate::edge::rate_limit::{header_values, HeaderItem as RateLimitItem, Phase, RequestFacts};
 use crate::edge::request_id::{self, RequestId};
 use crate::edge::token_cache::VerifiedToken;
+use crate::edge::trace_context::RequestTrace;
 use crate::gateway_error::GatewayError;
 use crate::log_throttle::LogThrottle;
 use crate::policy::Policy;
@@ -74,6 +79,9 @@ pub struct RequestCtx {
     /// The client's address, found once by the policy's `client_ip` rule: the one every
     /// rate limit, log line and forwarded header uses.
     client: ClientAddress,
+    /// The request's trace (continued from a trusted hop, else new), and its span.
+    trace: Option<RequestTrace>,
+    span: tracing::Span,
 }
 
 impl RequestCtx {
@@ -240,6 +248,51 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// The request filter past its start (inside the request's span): limits on the head,
+    /// path check, route, CORS, then [`Gateway::admit`].
+    async fn filter_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let request = session.req_header();
+        if header_bytes(&request.headers) > ctx.policy.server.max_header_bytes {
+            self.respond(session, ctx, &GatewayError::headers_too_large())
+                .await?;
+            return Ok(true);
+        }
+        if !is_safe_path(request.uri.path()) {
+            self.respond(session, ctx, &GatewayError::bad_path())
+                .await?;
+            return Ok(true);
+        }
+        let found = ctx.policy.router.find(request.uri.path(), &request.method);
+        if let RouteMatch::Found(index) = found {
+            ctx.route = Some(index);
+        }
+
+        if CorsPolicy::is_preflight(&request.method, &request.headers) {
+            self.handle_preflight(session, ctx).await?;
+            return Ok(true);
+        }
+        let origin = OriginHeader::of(&request.headers);
+        ctx.cors = ctx.policy.cors.check_actual(origin);
+        if let CorsOutcome::Refused(reason) = ctx.cors {
+            let origin = origin.value().cloned();
+            self.record_cors_refusal(ctx, origin.as_ref(), reason);
+        }
+
+        match found {
+            RouteMatch::Found(_) => self.admit(session, ctx).await,
+            RouteMatch::MethodNotAllowed(allow) => {
+                self.respond(session, ctx, &GatewayError::method_not_allowed(allow))
+                    .await?;
+                Ok(true)
+            }
+            RouteMatch::NotFound => {
+                self.respond(session, ctx, &GatewayError::route_not_found())
+                    .await?;
+                Ok(true)
+            }
+        }
+    }
+
     /// What a routed request passes before it may go upstream, in order: the rate limits
     /// keyed without the user, the token, the rate limits keyed by user, and the upstream's
     /// cap on requests in flight. Returns `true` when the gateway answered.
@@ -410,6 +463,29 @@ fn response_header(
     ResponseHeader::from(parts)
 }
 
+/// The access-log line of a request: Cloud Logging's `httpRequest` (the path, never the
+/// query; the client address of the rate limits).
+fn access_log(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Duration) {
+    let request = session.req_header();
+    let user_agent = request
+        .headers
+        .get(header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
+    tracing::info!(
+        target: "gardien::access",
+        route = ctx.route_name(),
+        "httpRequest.requestMethod" = request.method.as_str(),
+        "httpRequest.requestUrl" = request.uri.path(),
+        "httpRequest.status" = status,
+        "httpRequest.latency" = format!("{:.6}s", elapsed.as_secs_f64()).as_str(),
+        "httpRequest.remoteIp" = %ctx.client.ip,
+        "httpRequest.userAgent" = user_agent.as_deref().unwrap_or(""),
+        "httpRequest.responseSize" = session.body_bytes_sent() as u64,
+        "httpRequest.protocol" = ?request.version,
+        "request served"
+    );
+}
+
 /// Total size of header names and values, as counted against `server.max_header_bytes`.
 fn header_bytes(headers: &http::HeaderMap) -> usize {
     headers
@@ -487,6 +563,8 @@ impl ProxyHttp for Gateway {
                 ip: std::net::IpAddr::from([0, 0, 0, 0]),
                 forwarded: false,
             },
+            trace: None,
+            span: tracing::Span::none(),
         }
     }
 
@@ -507,45 +585,13 @@ impl ProxyHttp for Gateway {
         ctx.request_id = Some(RequestId::from_client(
             request.headers.get(request_id::HEADER),
         ));
-        if header_bytes(&request.headers) > ctx.policy.server.max_header_bytes {
-            self.respond(session, ctx, &GatewayError::headers_too_large())
-                .await?;
-            return Ok(true);
-        }
-        if !is_safe_path(request.uri.path()) {
-            self.respond(session, ctx, &GatewayError::bad_path())
-                .await?;
-            return Ok(true);
-        }
-        let found = ctx.policy.router.find(request.uri.path(), &request.method);
-        if let RouteMatch::Found(index) = found {
-            ctx.route = Some(index);
-        }
-
-        if CorsPolicy::is_preflight(&request.method, &request.headers) {
-            self.handle_preflight(session, ctx).await?;
-            return Ok(true);
-        }
-        let origin = OriginHeader::of(&request.headers);
-        ctx.cors = ctx.policy.cors.check_actual(origin);
-        if let CorsOutcome::Refused(reason) = ctx.cors {
-            let origin = origin.value().cloned();
-            self.record_cors_refusal(ctx, origin.as_ref(), reason);
-        }
-
-        match found {
-            RouteMatch::Found(_) => self.admit(session, ctx).await,
-            RouteMatch::MethodNotAllowed(allow) => {
-                self.respond(session, ctx, &GatewayError::method_not_allowed(allow))
-                    .await?;
-                Ok(true)
-            }
-            RouteMatch::NotFound => {
-                self.respond(session, ctx, &GatewayError::route_not_found())
-                    .await?;
-                Ok(true)
-            }
-        }
+        let trace = RequestTrace::start(&request.headers, &ctx.client);
+        ctx.span = gardien_telemetry::request_span(&trace.span);
+        let id = ctx.request_id.as_ref().map_or("-", RequestId::as_str);
+        ctx.span.record("request_id", id);
+        ctx.trace = Some(trace);
+        let span = ctx.span.clone();
+        self.filter_request(session, ctx).instrument(span).await
     }
 
     /// The matched route's upstream, at its next resolved address.
@@ -604,6 +650,9 @@ impl ProxyHttp for Gateway {
         let headers = &mut parts.headers;
         headers.reserve(UPSTREAM_HEADERS);
         headers.insert(X_REQUEST_ID, id);
+        if let Some(trace) = &ctx.trace {
+            trace.write_upstream(headers);
+        }
         let upstream = ctx
             .route
             .and_then(|i| policy.router.get(i))
@@ -688,18 +737,23 @@ impl ProxyHttp for Gateway {
                 can_reuse_downstream: false,
             };
         };
+        let request_id = ctx.request_id().as_str().to_owned();
         if let Some(kind) = kind {
             ctx.upstream_failed = true;
             self.metrics.upstream_error(&upstream, kind);
-            tracing::warn!(
-                upstream = upstream.as_str(),
-                kind,
-                request_id = ctx.request_id().as_str(),
-                error = %error,
-                "upstream request failed"
-            );
+            ctx.span.in_scope(|| {
+                tracing::warn!(
+                    upstream = upstream.as_str(),
+                    kind,
+                    request_id = request_id.as_str(),
+                    error = %error,
+                    "upstream request failed"
+                );
+            });
         } else if answer.status.is_server_error() {
-            tracing::error!(request_id = ctx.request_id().as_str(), error = %error, "request failed");
+            ctx.span.in_scope(|| {
+                tracing::error!(request_id = request_id.as_str(), error = %error, "request failed");
+            });
         }
         let status = answer.status.as_u16();
         if session.response_written().is_none() {
@@ -733,6 +787,12 @@ impl ProxyHttp for Gateway {
         let method = &session.req_header().method;
         self.metrics
             .observe_request(ctx.route_name(), method, status, seconds);
+        // Sampled first: an unsampled request formats nothing.
+        if gardien_telemetry::sample(ctx.policy.server.access_log_sample) {
+            ctx.span
+                .in_scope(|| access_log(session, ctx, status, elapsed));
+            return;
+        }
         tracing::debug!(
             target: "gardien::access",
             method = %method,

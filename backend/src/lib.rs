@@ -23,6 +23,7 @@ pub mod reports;
 pub mod request_id;
 pub mod secrets;
 pub mod templates;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -93,5 +94,6 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(json::BODY_LIMIT))
         .layer(axum::middleware::from_fn(request_id::middleware))
+        .layer(axum::middleware::from_fn(trace::middleware))
         .with_state(state)
 }

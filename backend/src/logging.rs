@@ -7,10 +7,10 @@ use gardien_secrets::Vars;
 use tracing_subscriber::EnvFilter;
 
 /// The filter variable, and the one read when it is unset.
-pub const FILTER: &str = "GARDIEN_LOG";
+pub const FILTER: &str = gardien_telemetry::LOG_FILTER;
 pub const FILTER_FALLBACK: &str = "RUST_LOG";
 /// The format variable, and the one read when it is unset.
-pub const FORMAT: &str = "GARDIEN_LOG_FORMAT";
+pub const FORMAT: &str = gardien_telemetry::LOG_FORMAT;
 pub const FORMAT_FALLBACK: &str = "LOG_FORMAT";
 
 /// What to log and how.
@@ -40,19 +40,13 @@ impl LogSettings {
     }
 }
 
-/// Logs to stderr with the process environment's settings; colours only on a terminal.
-pub fn init() {
+/// Logs to stderr with the process environment's settings: the same subscriber as
+/// gardien's (`gardien-telemetry`), Cloud Logging's JSON lines with `json`. Returns the
+/// settings it used.
+pub fn init() -> LogSettings {
     let settings = LogSettings::from_vars(&gardien_secrets::ProcessVars);
-    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if settings.json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    gardien_telemetry::init(&settings.filter, settings.json);
+    settings
 }
 
 #[cfg(test)]

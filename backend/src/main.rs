@@ -22,7 +22,7 @@ use gardien_secrets::SecretLookup;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    logging::init();
+    let log_settings = logging::init();
     let cli = Cli::parse();
     let mut options = cli.options;
     let environment = options.environment;
@@ -245,7 +245,10 @@ async fn main() -> ExitCode {
         }
     };
     let address = listener.local_addr().map_or(listen, |a| a);
-    println!("gardien-backend listening on http://{address}");
+    // In JSON mode every line is a log entry: the address is in the line below.
+    if !log_settings.json {
+        println!("gardien-backend listening on http://{address}");
+    }
     tracing::info!(%address, %database, %environment, "gardien-backend started");
     if let Some(path) = &ready_file {
         if let Err(e) = ready::write(path, address) {

@@ -32,6 +32,8 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
         .and_then(|id| std::str::from_utf8(id).ok())
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     request.extensions_mut().insert(RequestId(id.clone()));
+    // Every line of the request carries it (the span of `crate::trace`).
+    tracing::Span::current().record("request_id", id.as_str());
     let mut response = next.run(request).await;
     if let Some(parts) = response.extensions_mut().remove::<ErrorParts>() {
         let body = render(&parts, &id);

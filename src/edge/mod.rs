@@ -14,3 +14,4 @@ pub mod rate_limit;
 pub mod request_id;
 pub mod security_headers;
 pub mod token_cache;
+pub mod trace_context;

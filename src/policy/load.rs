@@ -560,7 +560,19 @@ fn server_settings(spec: &ServerSpec, diag: &mut Diagnostics) -> ServerSettings 
             "must be at least 1 (leave it out for no limit)",
         );
     }
+    let access_log_sample = spec
+        .access_log
+        .as_ref()
+        .and_then(|a| a.sample)
+        .unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&access_log_sample) {
+        diag.error(
+            "server.access_log.sample",
+            "must be between 0 (no access log) and 1 (every request)",
+        );
+    }
     ServerSettings {
+        access_log_sample: access_log_sample.clamp(0.0, 1.0),
         max_header_bytes,
         request_header_timeout,
         keepalive_timeout: (!keepalive_timeout.is_zero()).then_some(keepalive_timeout),
@@ -828,6 +840,23 @@ cors:
                 "server.max_connections"
             ]
         );
+    }
+
+    #[test]
+    fn the_access_log_is_off_by_default_and_sampled_between_0_and_1() {
+        let server = parse(MINIMAL, &no_env()).expect("valid").policy.server;
+        assert_eq!(server.access_log_sample, 0.0);
+        let text = format!("{MINIMAL}server: {{ access_log: {{ sample: 0.25 }} }}\n");
+        let server = parse(&text, &no_env()).expect("valid").policy.server;
+        assert_eq!(server.access_log_sample, 0.25);
+        for bad in ["1.5", "-0.1"] {
+            let text = format!("{MINIMAL}server: {{ access_log: {{ sample: {bad} }} }}\n");
+            let paths: Vec<_> = problems(&text, &no_env())
+                .into_iter()
+                .map(|(path, _)| path)
+                .collect();
+            assert_eq!(paths, vec!["server.access_log.sample"], "{bad}");
+        }
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct ServerSettings {
     pub keepalive_timeout: Option<Duration>,
     /// Open client connections at most; `None`: no limit.
     pub max_connections: Option<usize>,
+    /// Share of requests written to the access log (`server.access_log.sample`), 0 to 1.
+    pub access_log_sample: f64,
 }
 
 impl Policy {

@@ -253,6 +253,16 @@ pub struct ServerSpec {
     /// Open client connections at most; past it new ones are closed at accept. Default:
     /// no limit.
     pub max_connections: Option<usize>,
+    /// The access log (one line per request, Cloud Logging's `httpRequest`). Default off.
+    pub access_log: Option<AccessLogSpec>,
+}
+
+/// `server.access_log`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogSpec {
+    /// Share of requests logged, 0 to 1 (`1.0`: every request). Default 0.
+    pub sample: Option<f64>,
 }
 
 /// `rate_limits:`.
