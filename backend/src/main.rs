@@ -8,12 +8,13 @@ use clap::Parser;
 use gardien_backend::config::{describe_database, redact_url, Cli, Command, Environment};
 use gardien_backend::db::{Db, PoolSettings};
 use gardien_backend::delivery::circuit::Circuits;
-use gardien_backend::delivery::config::{list_variable, DeliveryOptions, OFF};
+use gardien_backend::delivery::config::DeliveryOptions;
 use gardien_backend::delivery::provider::Channel;
 use gardien_backend::delivery::providers::{ProcessEnv, ProvidersConfig};
 use gardien_backend::delivery::registry::Providers;
 use gardien_backend::delivery::{
-    channel_problems, channel_report, secret_requirements, start_workers,
+    channel_problems, channel_report, channel_state, secret_requirements, start_workers,
+    ChannelState,
 };
 use gardien_backend::metrics::Metrics;
 use gardien_backend::{app, AppState};
@@ -278,18 +279,13 @@ async fn main() -> ExitCode {
 /// (NOTIFY_EMAIL_PROVIDERS=none)`.
 fn names(options: &DeliveryOptions, providers: &Providers, channel: Channel) -> String {
     let channel_name = channel.name();
-    if options.channel_off(channel) {
-        return format!("{channel_name} off ({}={OFF})", list_variable(channel));
-    }
-    let names: Vec<&str> = providers
-        .for_channel(channel)
-        .iter()
-        .map(|p| p.name())
-        .collect();
-    if names.is_empty() {
-        format!("{channel_name} via nothing (not configured)")
-    } else {
-        format!("{channel_name} via {}", names.join(", "))
+    match channel_state(options, providers, channel) {
+        ChannelState::Off => format!(
+            "{channel_name} off ({})",
+            ChannelState::off_setting(channel)
+        ),
+        ChannelState::Unconfigured => format!("{channel_name} via nothing (not configured)"),
+        ChannelState::Providers(names) => format!("{channel_name} via {}", names.join(", ")),
     }
 }
 

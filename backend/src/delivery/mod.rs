@@ -59,6 +59,45 @@ pub fn secret_requirements(
     requirements
 }
 
+/// What a channel will send through: off by the operator, nothing configured, or its
+/// providers in the order they are tried. Both `check` lines are written from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelState<'a> {
+    /// `NOTIFY_<CHANNEL>_PROVIDERS=none`.
+    Off,
+    /// No provider is configured and the channel is not off.
+    Unconfigured,
+    Providers(Vec<&'a str>),
+}
+
+impl ChannelState<'_> {
+    /// `NOTIFY_EMAIL_PROVIDERS=none`, for the words that say a channel is off.
+    pub fn off_setting(channel: Channel) -> String {
+        format!("{}={}", config::list_variable(channel), config::OFF)
+    }
+}
+
+/// The state of `channel` under these options and providers.
+pub fn channel_state<'a>(
+    options: &DeliveryOptions,
+    providers: &'a Providers,
+    channel: Channel,
+) -> ChannelState<'a> {
+    if options.channel_off(channel) {
+        return ChannelState::Off;
+    }
+    let names: Vec<&str> = providers
+        .for_channel(channel)
+        .iter()
+        .map(|p| p.name())
+        .collect();
+    if names.is_empty() {
+        ChannelState::Unconfigured
+    } else {
+        ChannelState::Providers(names)
+    }
+}
+
 /// Each channel's line for `check` and the start log: its providers, `off` when the
 /// operator turned it off, or that it has none.
 pub fn channel_report(
@@ -67,22 +106,10 @@ pub fn channel_report(
     channel: Channel,
 ) -> String {
     let name = channel.name();
-    if options.channel_off(channel) {
-        return format!(
-            "{name}: off ({}={})",
-            config::list_variable(channel),
-            config::OFF
-        );
-    }
-    let names: Vec<&str> = providers
-        .for_channel(channel)
-        .iter()
-        .map(|p| p.name())
-        .collect();
-    if names.is_empty() {
-        format!("{name}: no provider (not configured)")
-    } else {
-        format!("{name}: {}", names.join(", "))
+    match channel_state(options, providers, channel) {
+        ChannelState::Off => format!("{name}: off ({})", ChannelState::off_setting(channel)),
+        ChannelState::Unconfigured => format!("{name}: no provider (not configured)"),
+        ChannelState::Providers(names) => format!("{name}: {}", names.join(", ")),
     }
 }
 
