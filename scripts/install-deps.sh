@@ -6,7 +6,8 @@
 #   python3, python3-venv, curl
 #                    the backend's contract test (scripts/contract-test.sh: schemathesis
 #                    from PyPI in a virtualenv, the backend polled with curl)
-#   prometheus       promtool, which checks and unit-tests deploy/prometheus/alerts.yaml
+#   prometheus       promtool, which checks and unit-tests deploy/prometheus/alerts.yaml,
+#                    and the server tests/prometheus.rs runs them in
 # As root it installs them with apt-get; otherwise it says exactly what to run.
 #   wrk              the closed-loop load generator of the load harness (benches/load.rs)
 #   oha              its open-loop (fixed-rate) load generator, from crates.io with cargo,
@@ -32,7 +33,7 @@ present() {
     chromium) command -v /usr/bin/chromium ;;
     python3-venv) python3 -c 'import ensurepip, venv' ;;
     postgresql-client) command -v psql ;;
-    prometheus) command -v promtool ;;
+    prometheus) command -v promtool && test -x /usr/bin/prometheus ;;
     *) command -v "$1" ;;
   esac
 }
