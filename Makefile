@@ -15,12 +15,14 @@ POLICY_CHECK_ENV := API_UPSTREAM_URL=https://api.example.run.app \
 	GARDIEN_INTERNAL_SECRET=example-internal-secret-of-at-least-32-bytes \
 	REDIS_URL=redis://10.0.0.3:6379
 
-.PHONY: demo test test-alerts build check-policies bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench clean
+.PHONY: demo test test-alerts build build-release check-policies bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench clean
 
 demo: deps-build build
 	scripts/demo.sh
 
-test: deps-test build
+# The release build first: tests/sentry.rs and backend/tests/sentry.rs run it (error reports
+# are tested in the build that ships).
+test: deps-test build build-release
 	$(CARGO) test --workspace --all-targets
 	$(MAKE) check-policies
 	$(MAKE) test-alerts
@@ -35,6 +37,9 @@ test-alerts: deps-test
 
 build:
 	$(CARGO) build --workspace --bins --examples
+
+build-release:
+	$(CARGO) build --release --bins
 
 # Each policy is checked on every platform `client_ip` can name (docs/POLICY.md#client_ip).
 CLIENT_IP_PLATFORMS := cloud_run google_load_balancer direct

@@ -9,8 +9,8 @@
 pub mod admin;
 pub mod downstream;
 pub mod edge;
+pub mod error_reports;
 pub mod gateway_error;
-pub mod log_throttle;
 pub mod policy;
 pub mod proxy;
 pub mod reload;

@@ -43,12 +43,22 @@ enum Command {
         #[arg(long, default_value = DEFAULT_POLICY)]
         policy: PathBuf,
     },
+    /// Send a test event (and with `--panic`, a panic) to the Sentry project of `SENTRY_DSN`.
+    ReportTest {
+        /// The policy whose environment and secrets to use.
+        #[arg(long, default_value = DEFAULT_POLICY)]
+        policy: PathBuf,
+        /// Also panic on purpose, to see a panic reported.
+        #[arg(long)]
+        panic: bool,
+    },
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check { policy } => check(&policy),
         Command::Run { policy, ready_file } => run(&policy, ready_file),
+        Command::ReportTest { policy, panic } => report_test(&policy, panic),
     }
 }
 
@@ -101,6 +111,10 @@ fn check(path: &Path) -> ExitCode {
             eprintln!("{line}");
         }
         secrets_ok &= resolved.report.is_complete();
+        if let Err(e) = gardien::error_reports::check(&resolved.store) {
+            eprintln!("error: {e}");
+            secrets_ok = false;
+        }
     }
     let loaded = match &resolved {
         Some(resolved) => policy::load_file_with_secrets(path, &ProcessEnv, &*resolved.store),
@@ -179,6 +193,14 @@ fn run(path: &Path, ready_file: Option<PathBuf>) -> ExitCode {
         tracing::warn!(field = warning.path.as_str(), "{}", warning.message);
     }
     tracing::info!(policy = %path.display(), "{}", loaded.policy.summary());
+    // Before Pingora starts its threads, so a panic in any of them is reported.
+    let _reporting = match start_reporting(&resolved.store, loaded.policy.environment) {
+        Ok(guard) => guard,
+        Err(()) => {
+            eprintln!("{}: nothing was started", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
     match gardien::server::run(
         loaded.policy,
         path.to_path_buf(),
@@ -191,6 +213,69 @@ fn run(path: &Path, ready_file: Option<PathBuf>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Error reports to Sentry when `SENTRY_DSN` resolved (docs/OBSERVABILITY.md, "Sentry"). A
+/// DSN that does not parse refuses the start: reports would be lost without a word.
+fn start_reporting(
+    store: &Arc<SecretStore>,
+    environment: Environment,
+) -> Result<Option<gardien_telemetry::error_reporting::ReportingGuard>, ()> {
+    match gardien::error_reports::start(store, environment) {
+        Ok(Some(guard)) => {
+            tracing::info!(
+                release = gardien::error_reports::release().as_str(),
+                "error reports go to Sentry"
+            );
+            Ok(Some(guard))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(())
+        }
+    }
+}
+
+/// `gardien report-test`: one test event, and with `--panic` a deliberate panic, sent to the
+/// Sentry project the policy's secrets name, so an operator sees the wiring work end to end.
+fn report_test(path: &Path, panic: bool) -> ExitCode {
+    init_logging();
+    let resolved = match resolve_secrets(path) {
+        Ok(Some(resolved)) => resolved,
+        Ok(None) | Err(_) => {
+            eprintln!(
+                "error: {}: the secrets cannot be resolved; run `gardien check`",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let guard = match start_reporting(&resolved.store, resolved.environment) {
+        Ok(Some(guard)) => guard,
+        Ok(None) => {
+            eprintln!("error: SENTRY_DSN is not set: nothing to test");
+            return ExitCode::FAILURE;
+        }
+        Err(()) => return ExitCode::FAILURE,
+    };
+    gardien_telemetry::error_reporting::report("report_test", "", || {
+        gardien_telemetry::error_reporting::Report::warning(
+            "gardien report-test: error reports reach this project",
+        )
+    });
+    if panic {
+        // On a thread of its own, as a panic in a request task would be: the hook reports it.
+        let _ =
+            std::thread::spawn(|| panic!("gardien report-test --panic: a deliberate panic")).join();
+    }
+    gardien_telemetry::error_reporting::flush(std::time::Duration::from_secs(5));
+    drop(guard);
+    println!(
+        "sent: a test event{}",
+        if panic { " and a panic" } else { "" }
+    );
+    ExitCode::SUCCESS
 }
 
 fn print_warnings(warnings: &[Problem]) {

@@ -39,10 +39,12 @@ use crate::edge::rate_limit::{header_values, HeaderItem as RateLimitItem, Phase,
 use crate::edge::request_id::{self, RequestId};
 use crate::edge::token_cache::VerifiedToken;
 use crate::edge::trace_context::RequestTrace;
+use crate::error_reports::{self, GatewayFailure};
 use crate::gateway_error::GatewayError;
-use crate::log_throttle::LogThrottle;
 use crate::policy::Policy;
 use crate::routing::{is_safe_path, RouteAuth, RouteMatch};
+use gardien_telemetry::error_reporting;
+use gardien_telemetry::throttle::Throttle;
 
 /// Route label for requests no route took.
 const UNMATCHED: &str = "unmatched";
@@ -54,7 +56,7 @@ const MAX_LOGGED_ORIGIN: usize = 200;
 pub struct Gateway {
     policy: Arc<ArcSwap<Policy>>,
     metrics: Arc<Metrics>,
-    cors_log: LogThrottle,
+    cors_log: Throttle,
 }
 
 /// Per-request state, carried from the request phases to the response phases.
@@ -72,8 +74,10 @@ pub struct RequestCtx {
     rate_headers: Vec<RateLimitItem>,
     /// Held while the request is with its upstream (the `max_in_flight` cap).
     in_flight: Option<InFlight>,
-    /// Whether the exchange with the upstream failed (for the adaptive controller).
+    /// Whether the exchange with the upstream failed (for the adaptive controller), and how
+    /// (the `kind` of `gardien_upstream_errors_total`, for the error report).
     upstream_failed: bool,
+    upstream_error: Option<&'static str>,
     /// When the request was sent upstream (`gardien_upstream_duration_seconds`).
     upstream_sent: Option<Instant>,
     /// The client's address, found once by the policy's `client_ip` rule: the one every
@@ -108,7 +112,7 @@ impl Gateway {
         Gateway {
             policy,
             metrics,
-            cors_log: LogThrottle::per_minute(),
+            cors_log: Throttle::per_minute(),
         }
     }
 
@@ -150,6 +154,16 @@ impl Gateway {
         error: &GatewayError,
     ) -> Result<()> {
         let body = error.body(ctx.request_id().as_str());
+        if error.status.is_server_error() && error_reporting::enabled() {
+            error_reports::gateway_failure(GatewayFailure {
+                answer: error,
+                route: ctx.route_name(),
+                upstream: ctx.upstream_name(),
+                kind: ctx.upstream_error,
+                request_id: ctx.request_id.as_ref().map_or("-", RequestId::as_str),
+                trace: ctx.trace.as_ref().map(|t| t.span),
+            });
+        }
         let mut headers = HeaderMap::with_capacity(error.headers.len() + 3 + EDGE_HEADERS);
         headers.insert(
             header::CONTENT_TYPE,
@@ -558,6 +572,7 @@ impl ProxyHttp for Gateway {
             rate_headers: Vec::new(),
             in_flight: None,
             upstream_failed: false,
+            upstream_error: None,
             upstream_sent: None,
             client: ClientAddress {
                 ip: std::net::IpAddr::from([0, 0, 0, 0]),
@@ -740,6 +755,7 @@ impl ProxyHttp for Gateway {
         let request_id = ctx.request_id().as_str().to_owned();
         if let Some(kind) = kind {
             ctx.upstream_failed = true;
+            ctx.upstream_error = Some(kind);
             self.metrics.upstream_error(&upstream, kind);
             ctx.span.in_scope(|| {
                 tracing::warn!(

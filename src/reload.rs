@@ -74,6 +74,11 @@ impl PolicyReloader {
             "policy reload refused; the running policy stays"
         );
         self.metrics.policy_reload("refused");
+        let lines: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect();
+        crate::error_reports::reload_refused(&self.path.display().to_string(), &lines);
         false
     }
 

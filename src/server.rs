@@ -333,7 +333,9 @@ impl BackgroundService for DnsRefresher {
             elapsed += tick;
             let policy = self.policy.load_full();
             for upstream in policy.upstreams.iter().filter(|u| u.needs_dns) {
-                let due = elapsed.as_secs() % upstream.dns_refresh.as_secs().max(1) == 0;
+                let due = elapsed
+                    .as_secs()
+                    .is_multiple_of(upstream.dns_refresh.as_secs().max(1));
                 if due || upstream.addresses().is_empty() {
                     if let Err(e) = upstream.resolve().await {
                         tracing::warn!(upstream = upstream.name.as_str(), error = %e, "upstream re-resolution failed; keeping the last addresses");
@@ -377,6 +379,7 @@ impl BackgroundService for JwksRefresher {
                         Err(e) => {
                             self.metrics.jwks_refresh(&issuer.name, false);
                             tracing::warn!(issuer = issuer.name.as_str(), error = %e, "JWKS refresh failed; keeping the last good keys");
+                            crate::error_reports::jwks_fetch_failed(&issuer.name, &e);
                         }
                     }
                 }

@@ -85,10 +85,12 @@ pub async fn warm_up(policy: &Policy, previous: Option<&Policy>, metrics: &Metri
             Ok(Err(e)) => {
                 metrics.jwks_refresh(&issuer.name, false);
                 tracing::warn!(issuer = issuer.name.as_str(), error = %e, "JWKS not fetched; tokens of this issuer are refused until it is");
+                crate::error_reports::jwks_fetch_failed(&issuer.name, &e);
             }
             Err(_) => {
                 metrics.jwks_refresh(&issuer.name, false);
                 tracing::warn!(issuer = issuer.name.as_str(), "JWKS fetch timed out");
+                crate::error_reports::jwks_fetch_failed(&issuer.name, &"timed out");
             }
         }
     }

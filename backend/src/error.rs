@@ -85,6 +85,7 @@ impl ApiError {
     /// `500` for a failure of ours; `detail` is logged, never sent.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
+        crate::error_reports::internal_error(&detail);
         Self::new(
             ErrorCode::InternalError,
             "the service failed to handle this request",

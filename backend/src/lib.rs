@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod delivery;
 pub mod error;
+pub mod error_reports;
 pub mod health;
 pub mod identity;
 pub mod json;

@@ -108,6 +108,10 @@ async fn main() -> ExitCode {
         for problem in &problems {
             eprintln!("error: {problem}");
         }
+        if let Err(e) = gardien_backend::error_reports::check(&store) {
+            problems.push(e.to_string());
+            eprintln!("error: {e}");
+        }
         if report.is_complete() && problems.is_empty() {
             println!(
                 "ok: gardien-backend ({environment}): database {}; notifications: {} mode, {}, {}",
@@ -182,6 +186,21 @@ async fn main() -> ExitCode {
     if store.get(secrets::INTERNAL_SECRET).is_none() {
         tracing::warn!("GARDIEN_INTERNAL_SECRET is not set: identity headers are trusted without gardien's signature (development only)");
     }
+    // Before the workers and the listener start, so a panic in any task is reported.
+    let _reporting = match gardien_backend::error_reports::start(&store, environment) {
+        Ok(Some(guard)) => {
+            tracing::info!(
+                release = gardien_backend::error_reports::release().as_str(),
+                "error reports go to Sentry"
+            );
+            Some(guard)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            eprintln!("error: {e}; nothing was started");
+            return ExitCode::FAILURE;
+        }
+    };
     let metrics = match Metrics::new() {
         Ok(m) => Arc::new(m),
         Err(e) => {

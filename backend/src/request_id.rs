@@ -2,10 +2,13 @@
 //! and the rendering of every error answer with that id.
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
+
+use gardien_telemetry::error_reporting::{self, RequestFields};
+use gardien_telemetry::TraceContext;
 
 use crate::error::{render, ErrorParts};
 
@@ -34,7 +37,19 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(RequestId(id.clone()));
     // Every line of the request carries it (the span of `crate::trace`).
     tracing::Span::current().record("request_id", id.as_str());
-    let mut response = next.run(request).await;
+    let mut response = if error_reporting::enabled() {
+        let fields = RequestFields {
+            request_id: Some(id.clone()),
+            trace: request.extensions().get::<TraceContext>().copied(),
+            route: request
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|p| p.as_str().to_owned()),
+        };
+        error_reporting::in_request(fields, next.run(request)).await
+    } else {
+        next.run(request).await
+    };
     if let Some(parts) = response.extensions_mut().remove::<ErrorParts>() {
         let body = render(&parts, &id);
         let headers = response.headers_mut();

@@ -26,8 +26,11 @@ pub fn context_of(request: &Request) -> TraceContext {
 }
 
 /// Runs the request inside its span and logs its end (at `debug`, without the query).
-pub async fn middleware(request: Request, next: Next) -> Response {
-    let span = gardien_telemetry::request_span(&context_of(&request));
+pub async fn middleware(mut request: Request, next: Next) -> Response {
+    let context = context_of(&request);
+    let span = gardien_telemetry::request_span(&context);
+    // For the error reports of the request (`crate::request_id` adds the id).
+    request.extensions_mut().insert(context);
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let started = Instant::now();

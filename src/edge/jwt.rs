@@ -354,6 +354,7 @@ async fn find_key(
         metrics.jwks_refresh(issuer, result.is_ok());
         if let Err(e) = result {
             tracing::warn!(issuer, error = %e, "JWKS refetch for an unknown kid failed");
+            crate::error_reports::jwks_fetch_failed(issuer, &e);
         }
     }
     match jwks.find(peeked.kid.as_deref(), peeked.alg) {

@@ -11,7 +11,7 @@ mod requirements;
 use crate::policy::Env;
 
 pub use gardien_secrets::{Report, Requirement, Secret, SecretLookup, SecretStore};
-pub use requirements::policy_requirements;
+pub use requirements::{policy_requirements, SENTRY_DSN};
 
 /// Reads the secret named `name` from a map of variables. Empty counts as unset.
 pub fn read(name: &str, env: &dyn Env) -> Option<Secret> {

@@ -270,10 +270,21 @@ impl GatewayProcess {
     /// both listeners (`GARDIEN_LISTEN`, `GARDIEN_ADMIN_LISTEN`, unless `env` sets them), and
     /// waits for its ready file and `/healthz`.
     pub async fn start_file(path: &Path, env: &[(&str, &str)], dir: tempfile::TempDir) -> Self {
+        Self::start_binary(Path::new(env!("CARGO_BIN_EXE_gardien")), path, env, dir).await
+    }
+
+    /// [`Self::start_file`] with another build of `gardien` (the release build of
+    /// [`release_binary`]).
+    pub async fn start_binary(
+        binary: &Path,
+        path: &Path,
+        env: &[(&str, &str)],
+        dir: tempfile::TempDir,
+    ) -> Self {
         let log = dir.path().join("gardien.log");
         let ready = dir.path().join("gardien.ready");
         let log_file = std::fs::File::create(&log).expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_gardien"));
+        let mut command = Command::new(binary);
         command
             .args(["run", "--policy"])
             .arg(path)
@@ -413,6 +424,70 @@ impl Drop for GatewayProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `.rs` folders the `gardien` binary is built from (its crate and the workspace crates
+/// it links): what [`release_binary`] compares the build's age with.
+pub const GATEWAY_SOURCES: &[&str] = &[
+    "src",
+    "crates/gardien-errors/src",
+    "crates/gardien-identity/src",
+    "crates/gardien-secrets/src",
+    "crates/gardien-telemetry/src",
+];
+
+/// The release build of the workspace binary `name` (`target/release/<name>`, next to the
+/// debug build this test was built with). Panics, saying what to run, when it is missing or
+/// older than a `.rs` file under `sources` (folders of the workspace): a test of the
+/// release build must not pass on an old one. `make test` builds it first (`cargo build
+/// --release --bins`).
+pub fn release_binary(name: &str, sources: &[&str]) -> PathBuf {
+    let debug = Path::new(env!("CARGO_BIN_EXE_gardien"));
+    let target = debug
+        .parent()
+        .and_then(Path::parent)
+        .expect("the target directory");
+    let binary = target.join("release").join(name);
+    let built = std::fs::metadata(&binary)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: this test runs the release build; run `cargo build --release --bins` (make test does)",
+                binary.display()
+            )
+        });
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if let Some((at, source)) = newest_source(workspace, sources) {
+        assert!(
+            at <= built,
+            "{} is older than {}: run `cargo build --release --bins` (make test does)",
+            binary.display(),
+            source.display()
+        );
+    }
+    binary
+}
+
+/// The most recently modified `.rs` file under `sources`.
+fn newest_source(workspace: &Path, sources: &[&str]) -> Option<(std::time::SystemTime, PathBuf)> {
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    let mut folders: Vec<PathBuf> = sources.iter().map(|s| workspace.join(s)).collect();
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let at = entry.metadata().and_then(|m| m.modified());
+                if let Ok(at) = at {
+                    if newest.as_ref().is_none_or(|(t, _)| at > *t) {
+                        newest = Some((at, path));
+                    }
+                }
+            }
+        }
+    }
+    newest
 }
 
 /// One sample of a Prometheus text exposition, 0 when the series is absent.

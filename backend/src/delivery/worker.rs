@@ -294,10 +294,23 @@ impl Worker {
         let ours =
             outbox::finish_attempt(&self.db, row, &self.id, number, record, &next, now).await?;
         if let (true, Decision::Fail { reason }) = (ours, decision) {
-            self.metrics
-                .delivery_finished(row.channel, DeliveryStatus::Failed, reason);
+            self.failed(row, reason, detail);
         }
         Ok(())
+    }
+
+    /// A row that ended `failed`: counted, and reported when no provider could take it.
+    fn failed(&self, row: &Claimed, reason: &'static str, detail: &str) {
+        self.metrics
+            .delivery_finished(row.channel, DeliveryStatus::Failed, reason);
+        if reason == reason::PROVIDERS_EXHAUSTED {
+            crate::error_reports::providers_exhausted(
+                row.channel,
+                &row.id,
+                &row.notification_id,
+                detail,
+            );
+        }
     }
 
     async fn fail_unattempted(
@@ -311,8 +324,7 @@ impl Worker {
             last_error: Some(detail),
         };
         if outbox::finish_without_attempt(&self.db, row, &self.id, &next, now_micros()).await? {
-            self.metrics
-                .delivery_finished(row.channel, DeliveryStatus::Failed, reason);
+            self.failed(row, reason, detail);
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! kill it, restart it, or run two replicas; and requests to it signed as gardien signs them.
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,9 +27,15 @@ impl BackendProcess {
     /// internal secret and `GARDIEN_ENVIRONMENT=dev`), and waits until it listens: the
     /// address it bound is read from its ready file.
     pub async fn start(env: &[(String, String)]) -> BackendProcess {
+        Self::start_binary(Path::new(env!("CARGO_BIN_EXE_gardien-backend")), env).await
+    }
+
+    /// [`Self::start`] with another build of the binary (the release build of
+    /// [`release_binary`]).
+    pub async fn start_binary(binary: &Path, env: &[(String, String)]) -> BackendProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let ready = dir.path().join("ready");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_gardien-backend"));
+        let mut command = Command::new(binary);
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -117,6 +124,54 @@ impl Drop for BackendProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `target/release/gardien-backend`, next to the debug build this test was built with.
+/// Panics, saying what to run, when it is missing or older than a `.rs` file it is built
+/// from: a test of the release build must not pass on an old one. `make test` builds it
+/// first (`cargo build --release --bins`).
+pub fn release_binary() -> PathBuf {
+    let debug = Path::new(env!("CARGO_BIN_EXE_gardien-backend"));
+    let binary = debug
+        .parent()
+        .and_then(Path::parent)
+        .expect("the target directory")
+        .join("release/gardien-backend");
+    let built = std::fs::metadata(&binary)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: this test runs the release build; run `cargo build --release --bins` (make test does)",
+                binary.display()
+            )
+        });
+    let backend = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut folders = vec![backend.join("src")];
+    for crate_name in [
+        "gardien-errors",
+        "gardien-identity",
+        "gardien-secrets",
+        "gardien-telemetry",
+    ] {
+        folders.push(backend.join("../crates").join(crate_name).join("src"));
+    }
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let changed = entry.metadata().and_then(|m| m.modified()).ok();
+                assert!(
+                    changed.is_none_or(|at| at <= built),
+                    "{} is older than {}: run `cargo build --release --bins` (make test does)",
+                    binary.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    binary
 }
 
 /// A request to a backend process as gardien would forward it for `user` with `roles`.

@@ -8,6 +8,7 @@
 pub mod contract;
 pub mod secret_manager;
 pub mod sendgrid;
+pub mod sentry;
 pub mod smtp;
 mod switchable;
 pub mod twilio;

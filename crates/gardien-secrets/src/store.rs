@@ -319,6 +319,19 @@ fn apply(entry: &mut Entry, resolution: Resolution) -> Applied {
     }
 }
 
+impl SecretStore {
+    /// Every value resolved now, for the one use that needs them all: scrubbing them out of
+    /// error reports before they leave the process (`gardien-telemetry`).
+    pub fn values(&self) -> Vec<Secret> {
+        self.state
+            .read()
+            .entries
+            .values()
+            .filter_map(|e| e.value.clone())
+            .collect()
+    }
+}
+
 impl SecretLookup for SecretStore {
     fn get(&self, name: &str) -> Option<Secret> {
         self.state

@@ -4,6 +4,8 @@
 //! `GARDIEN_LOG_FORMAT=json` (docs/OBSERVABILITY.md, "Logs").
 
 pub mod cloud_logging;
+pub mod error_reporting;
+pub mod throttle;
 pub mod trace_context;
 
 use tracing_subscriber::layer::SubscriberExt;

@@ -287,6 +287,7 @@ impl RedisStore {
                 reason,
                 "Redis unreachable: rate limiting locally at rate / replicas"
             );
+            crate::error_reports::redis_fallback(&reason);
         }
         metrics.set_rate_limit_store(StoreState::Fallback);
     }
@@ -345,6 +346,7 @@ impl RedisStore {
                         reason = reason.as_str(),
                         "Redis probe failed: rate limiting locally at rate / replicas"
                     );
+                    crate::error_reports::redis_fallback(&reason);
                     *last = Some(reason.clone());
                 }
                 drop(last);

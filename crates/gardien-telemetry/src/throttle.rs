@@ -1,7 +1,8 @@
-//! Rate limits for warning logs that attackers can trigger (refused origins, later bad
-//! tokens): at most one line per key per window, and at most a fixed number of lines per
-//! window in all, so varying the key cannot flood the logs either. What was held back is
-//! counted and reported with the next line that gets through.
+//! Rate limits for what attackers or an outage can trigger many times a second: warning logs
+//! (refused origins, bad tokens) and error reports to Sentry. At most one permit per key per
+//! window, and at most a fixed number per window in all, so varying the key cannot flood the
+//! logs or the Sentry project either. What was held back is counted and reported with the
+//! next permit.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 #[derive(Debug)]
-pub struct LogThrottle {
+pub struct Throttle {
     window: Duration,
     max_lines_per_window: u32,
     max_keys: usize,
@@ -30,9 +31,9 @@ pub struct Permit {
     pub suppressed: u64,
 }
 
-impl LogThrottle {
+impl Throttle {
     pub fn new(window: Duration, max_lines_per_window: u32, max_keys: usize) -> Self {
-        LogThrottle {
+        Throttle {
             window,
             max_lines_per_window,
             max_keys,
@@ -55,7 +56,7 @@ impl LogThrottle {
         self.permit_at(key, Instant::now())
     }
 
-    fn permit_at(&self, key: &str, now: Instant) -> Option<Permit> {
+    pub fn permit_at(&self, key: &str, now: Instant) -> Option<Permit> {
         let mut state = self.state.lock();
         if now.duration_since(state.window_start) >= self.window {
             state.window_start = now;
@@ -93,7 +94,7 @@ mod tests {
 
     #[test]
     fn one_line_per_key_per_window() {
-        let throttle = LogThrottle::new(Duration::from_secs(60), 100, 100);
+        let throttle = Throttle::new(Duration::from_secs(60), 100, 100);
         let t0 = Instant::now();
         assert_eq!(throttle.permit_at("a", t0), Some(Permit { suppressed: 0 }));
         assert_eq!(throttle.permit_at("a", t0 + Duration::from_secs(30)), None);
@@ -106,7 +107,7 @@ mod tests {
 
     #[test]
     fn distinct_keys_are_capped_per_window() {
-        let throttle = LogThrottle::new(Duration::from_secs(60), 3, 1000);
+        let throttle = Throttle::new(Duration::from_secs(60), 3, 1000);
         let t0 = Instant::now();
         let allowed = (0..50)
             .filter(|i| throttle.permit_at(&format!("origin-{i}"), t0).is_some())
@@ -120,7 +121,7 @@ mod tests {
 
     #[test]
     fn tracked_keys_are_bounded() {
-        let throttle = LogThrottle::new(Duration::from_secs(60), u32::MAX, 10);
+        let throttle = Throttle::new(Duration::from_secs(60), u32::MAX, 10);
         let t0 = Instant::now();
         for i in 0..1000 {
             throttle.permit_at(&format!("k{i}"), t0);
