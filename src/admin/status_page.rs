@@ -159,7 +159,7 @@ fn write_window(out: &mut String, label: &str, key: &str, t: &WindowTotals) -> f
         .map_or_else(|| "—".to_owned(), |r| format!("{:.2} %", r * 100.0));
     let covered = if t.seconds < if key == "1m" { 60 } else { 900 } {
         format!(
-            " <span class=\"small\">(uptime {})</span>",
+            " <span class=\"small\">(only {} so far)</span>",
             duration(t.seconds as f64)
         )
     } else {
@@ -301,9 +301,17 @@ fn write_details(out: &mut String, u: &UpstreamStatus, details: &serde_json::Val
                 }
                 out.push_str("</ul></dd>");
             }
-            ("outbox", Value::Object(channels)) => {
-                out.push_str("<dt>outbox backlog</dt><dd><ul class=\"inline\">");
-                for (channel, backlog) in channels {
+            ("outbox", Value::Object(outbox)) => {
+                let counted = match outbox.get("counted_seconds_ago").and_then(Value::as_f64) {
+                    Some(ago) => format!("counted {} ago", duration(ago)),
+                    None => "not counted yet".to_owned(),
+                };
+                write!(
+                    out,
+                    "<dt>outbox backlog</dt><dd><span class=\"small\">{counted}</span><ul class=\"inline\">"
+                )?;
+                let channels = outbox.get("channels").and_then(Value::as_object);
+                for (channel, backlog) in channels.into_iter().flatten() {
                     let due = backlog.get("due").and_then(Value::as_u64).unwrap_or(0);
                     let oldest = backlog
                         .get("oldest_due_seconds")
@@ -506,7 +514,7 @@ fn duration(seconds: f64) -> String {
     if !seconds.is_finite() || seconds < 0.0 {
         return "—".to_owned();
     }
-    if seconds < 10.0 {
+    if seconds < 10.0 && seconds.fract() != 0.0 {
         return format!("{seconds:.1} s");
     }
     let whole = seconds as u64;
@@ -556,9 +564,118 @@ mod tests {
         assert_eq!(css_class("half_open\" onclick=x"), "half_openonclickx");
     }
 
+    /// A snapshot whose every policy- or upstream-controlled text tries to open markup.
+    fn hostile() -> Status {
+        use super::super::policy_record::{PolicyReport, PolicyState};
+        use super::super::status::*;
+        let evil = "<script>alert(1)</script>\"'&";
+        let totals = WindowTotals {
+            seconds: 60,
+            requests: 12,
+            errors_5xx: 3,
+            requests_per_second: 0.2,
+            error_ratio: Some(0.25),
+        };
+        Status {
+            version: "0.1.0",
+            commit: "unknown",
+            environment: "dev",
+            uptime_seconds: 61,
+            generated_unix_seconds: 1_700_000_100.0,
+            summary: evil.into(),
+            routes: vec![RouteStatus {
+                name: evil.into(),
+                prefix: evil.into(),
+                upstream: Some(evil.into()),
+                methods: None,
+            }],
+            upstreams: vec![UpstreamStatus {
+                name: evil.into(),
+                url: evil.into(),
+                addresses: vec![],
+                check: "http",
+                up: Some(false),
+                error: Some(evil.into()),
+                health: Some(crate::upstream_health::HealthReport {
+                    path: evil.into(),
+                    up: Some(false),
+                    status_code: Some(503),
+                    error_kind: Some("status"),
+                    error: Some(evil.into()),
+                    latency_ms: Some(1.5),
+                    checked_seconds_ago: Some(0.5),
+                    details: Some(serde_json::json!({
+                        "database": {"ok": false, "error": evil},
+                        "providers": {evil: {"circuit": evil}},
+                        "outbox": {"channels": {evil: {"due": 4, "oldest_due_seconds": 75.0}}, "counted_seconds_ago": 2.0},
+                        evil: [evil],
+                    })),
+                }),
+                adaptive_factor: 0.5,
+                in_flight: 2,
+            }],
+            jwks: vec![super::super::readiness::KeySetReadiness {
+                issuer: evil.into(),
+                has_keys: true,
+                age_seconds: Some(30),
+                stale: false,
+                last_error: Some(evil.into()),
+            }],
+            rate_limits: RateLimitStatus {
+                store: "redis",
+                state: "fallback",
+                redis_url: Some(evil.into()),
+                rules: 1,
+            },
+            adaptive: None,
+            policy: PolicyReport {
+                file: evil.into(),
+                state: PolicyState {
+                    hash: "0123456789ab".into(),
+                    loaded_unix_seconds: 1_700_000_000.0,
+                    last_reload: Some(super::super::policy_record::ReloadOutcome {
+                        result: "refused",
+                        unix_seconds: 1_700_000_050.0,
+                        problems: vec![evil.into()],
+                        problem_count: Some(1),
+                    }),
+                },
+            },
+            traffic: Traffic {
+                last_minute: totals,
+                last_15_minutes: totals,
+            },
+        }
+    }
+
+    #[test]
+    fn the_page_escapes_what_policies_and_upstreams_say() {
+        let page = render(&hostile());
+        assert!(!page.contains("<script"), "{page}");
+        assert!(!page.contains("\"'&"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;"));
+        // One style element, exactly the hashed text; a refresh; nothing fetched.
+        assert_eq!(page.matches("<style>").count(), 1);
+        assert!(page.contains(&format!("<style>{STYLE}</style>")));
+        assert!(page.contains("<meta http-equiv=\"refresh\" content=\"5\">"));
+        for fetched in ["src=", "href=", "url(", "@import"] {
+            assert!(!page.contains(fetched), "{fetched} in the page");
+        }
+        // What the data says is there.
+        assert!(page.contains("<span class=\"badge down\">down</span>"));
+        assert!(page.contains("id=\"requests-1m\">12</td>"));
+        assert!(page.contains("id=\"ratio-1m\">25.00 %</td>"));
+        assert!(page.contains("id=\"policy-hash\">0123456789ab</dd>"));
+        assert!(page.contains("<span class=\"badge refused\">refused</span>"));
+        assert!(page.contains("<span class=\"due\">4</span> due, oldest waiting 1 min 15 s"));
+        assert!(page.contains("<span class=\"badge fallback\">fallback</span>"));
+        assert!(page.contains("class=\"badge scriptalert1script\""), "circuit state as a class");
+    }
+
     #[test]
     fn durations_and_times_for_people() {
         assert_eq!(duration(0.42), "0.4 s");
+        assert_eq!(duration(2.0), "2 s");
         assert_eq!(duration(42.0), "42 s");
         assert_eq!(duration(184.0), "3 min 4 s");
         assert_eq!(duration(7500.0), "2 h 5 min");
