@@ -250,4 +250,3 @@ fn serve_page(listeners: Vec<TcpListener>) {
         });
     }
 }
-

@@ -129,7 +129,10 @@ impl Setup {
                 .send()
                 .await
                 .unwrap_or_else(|e| {
-                    panic!("GET /api/things through the gateway: {e:?}\n{}", self.gateway.log())
+                    panic!(
+                        "GET /api/things through the gateway: {e:?}\n{}",
+                        self.gateway.log()
+                    )
                 });
             assert!(answer.status().is_server_error(), "{}", answer.status());
         }
@@ -266,7 +269,10 @@ async fn status_is_json_for_scripts_and_a_page_for_browsers() {
         .expect("a style element");
     let csp = support::header(&headers, "content-security-policy").expect("a CSP");
     assert!(
-        csp.starts_with(&format!("default-src 'none'; style-src {};", csp_hash(style))),
+        csp.starts_with(&format!(
+            "default-src 'none'; style-src {};",
+            csp_hash(style)
+        )),
         "{csp}"
     );
     assert!(!page.contains("<script"), "no script on the page");
@@ -315,7 +321,11 @@ async fn browser_scenario() {
     assert!(!api_error.is_empty());
     // As is, but for the spaces HTML collapses.
     let words = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert_eq!(words(&seen.api_error), words(&api_error), "the probe's error");
+    assert_eq!(
+        words(&seen.api_error),
+        words(&api_error),
+        "the probe's error"
+    );
     assert_eq!(seen.backend_state, "up");
     let latency: f64 = seen
         .backend_latency
@@ -349,10 +359,7 @@ async fn browser_scenario() {
         "the browser log did not show a console.error the test wrote: the clean console \
          above proves nothing"
     );
-    assert!(
-        seen.refreshed,
-        "the page did not reload itself within 15 s"
-    );
+    assert!(seen.refreshed, "the page did not reload itself within 15 s");
     match closed {
         Ok(Ok(())) => {}
         Ok(Err(e)) => panic!("closing the WebDriver session failed: {e}"),
@@ -416,8 +423,7 @@ async fn read_page(browser: &fantoccini::Client, url: &str) -> Result<Seen, Stri
         outbox: text(r#".details[data-upstream="backend"] .outbox[data-channel="email"]"#).await?,
         store: text("#rate-limit-store .badge").await?,
         down_badge_background: background(r#"tr.upstream[data-upstream="api"] .badge"#).await?,
-        up_badge_background: background(r#"tr.upstream[data-upstream="backend"] .badge"#)
-            .await?,
+        up_badge_background: background(r#"tr.upstream[data-upstream="backend"] .badge"#).await?,
         console: browser_log(browser).await?,
         console_works: false,
         refreshed: false,
@@ -427,14 +433,15 @@ async fn read_page(browser: &fantoccini::Client, url: &str) -> Result<Seen, Stri
         .execute("console.error('gardien-status-probe')", vec![])
         .await
         .map_err(|e| format!("writing to the console: {e}"))?;
-    seen.console_works = browser_log(browser)
-        .await?
-        .iter()
-        .any(|entry| entry["message"].as_str().is_some_and(|m| m.contains("gardien-status-probe")));
+    seen.console_works = browser_log(browser).await?.iter().any(|entry| {
+        entry["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("gardien-status-probe"))
+    });
     if let Ok(path) = std::env::var("GARDIEN_STATUS_SCREENSHOT") {
         // Tall enough for the whole page.
         browser
-            .set_window_size(1000, 1700)
+            .set_window_size(1000, 1400)
             .await
             .map_err(|e| format!("resizing the window: {e}"))?;
         let png = browser

@@ -34,6 +34,7 @@ th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line
 th { font-weight: 600; color: #4a5560; font-size: 12px; }
 tr:last-child td { border-bottom: 0; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num, td.checked, td.state { white-space: nowrap; }
 code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: 12px; }
 .small { color: #4a5560; font-size: 12px; }
 .badge { display: inline-block; min-width: 52px; text-align: center; padding: 1px 8px; border-radius: 10px; color: #fff; font-size: 12px; font-weight: 600; background: var(--idle); }
@@ -157,17 +158,9 @@ fn write_window(out: &mut String, label: &str, key: &str, t: &WindowTotals) -> f
     let ratio = t
         .error_ratio
         .map_or_else(|| "—".to_owned(), |r| format!("{:.2} %", r * 100.0));
-    let covered = if t.seconds < if key == "1m" { 60 } else { 900 } {
-        format!(
-            " <span class=\"small\">(only {} so far)</span>",
-            duration(t.seconds as f64)
-        )
-    } else {
-        String::new()
-    };
     write!(
         out,
-        "<tr><td>{label}{covered}</td><td class=\"num\" id=\"requests-{key}\">{}</td>\
+        "<tr><td>{label}</td><td class=\"num\" id=\"requests-{key}\">{}</td>\
          <td class=\"num\" id=\"rate-{key}\">{:.2}</td><td class=\"num\" id=\"errors-{key}\">{}</td>\
          <td class=\"num\" id=\"ratio-{key}\">{ratio}</td></tr>",
         t.requests, t.requests_per_second, t.errors_5xx
@@ -463,9 +456,9 @@ fn write_policy(out: &mut String, s: &Status) -> fmt::Result {
             }
         }
     }
-    write!(
+    writeln!(
         out,
-        "</dd><dt>summary</dt><dd class=\"small\">{}</dd></dl></section>\n",
+        "</dd><dt>summary</dt><dd class=\"small\">{}</dd></dl></section>",
         esc(&s.summary)
     )
 }
@@ -669,7 +662,10 @@ mod tests {
         assert!(page.contains("<span class=\"badge refused\">refused</span>"));
         assert!(page.contains("<span class=\"due\">4</span> due, oldest waiting 1 min 15 s"));
         assert!(page.contains("<span class=\"badge fallback\">fallback</span>"));
-        assert!(page.contains("class=\"badge scriptalert1script\""), "circuit state as a class");
+        assert!(
+            page.contains("class=\"badge scriptalert1script\""),
+            "circuit state as a class"
+        );
     }
 
     #[test]
