@@ -20,7 +20,8 @@ use pingora::services::background::BackgroundService;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-use crate::admin::metrics::Metrics;
+use crate::admin::metrics::{policy_hash, unix_seconds, Metrics};
+use crate::admin::policy_record::PolicyRecord;
 use crate::policy::{self, Policy, ProcessEnv};
 use crate::secrets::{self, SecretStore};
 use crate::warm_up::warm_up;
@@ -44,6 +45,7 @@ pub struct PolicyReloader {
     metrics: Arc<Metrics>,
     watch_file: bool,
     secrets: Arc<SecretStore>,
+    record: Arc<PolicyRecord>,
 }
 
 impl PolicyReloader {
@@ -53,6 +55,7 @@ impl PolicyReloader {
         metrics: Arc<Metrics>,
         watch_file: bool,
         secrets: Arc<SecretStore>,
+        record: Arc<PolicyRecord>,
     ) -> Self {
         PolicyReloader {
             path,
@@ -60,6 +63,7 @@ impl PolicyReloader {
             metrics,
             watch_file,
             secrets,
+            record,
         }
     }
 
@@ -79,6 +83,7 @@ impl PolicyReloader {
             .map(|p| format!("{}: {}", p.path, p.message))
             .collect();
         crate::error_reports::reload_refused(&self.path.display().to_string(), &lines);
+        self.record.refused(lines, unix_seconds());
         false
     }
 
@@ -116,10 +121,9 @@ impl PolicyReloader {
         tracing::info!(policy = %self.path.display(), "policy reloaded: {}", next.summary());
         self.policy.store(Arc::new(next));
         self.metrics.policy_reload("applied");
-        self.metrics.set_policy(
-            &crate::admin::metrics::policy_hash(&text),
-            crate::admin::metrics::unix_seconds(),
-        );
+        let (hash, loaded) = (policy_hash(&text), unix_seconds());
+        self.metrics.set_policy(&hash, loaded);
+        self.record.applied(hash, loaded);
         true
     }
 }

@@ -19,6 +19,7 @@ use pingora::services::listening::Service;
 use pingora::services::ServiceReadyNotifier;
 
 use crate::admin::metrics::Metrics;
+use crate::admin::policy_record::PolicyRecord;
 use crate::admin::AdminApp;
 use crate::downstream::{ConnectionLimit, Connections, Downstream};
 use crate::policy::Policy;
@@ -55,10 +56,16 @@ pub fn run(
     let admin_listen = Listener::claim(policy.admin_listen, "admin_listen")?;
     let metrics = Arc::new(Metrics::new()?);
     let text = std::fs::read_to_string(&policy_path).unwrap_or_default();
-    metrics.set_policy(
-        &crate::admin::metrics::policy_hash(&text),
+    let (hash, loaded) = (
+        crate::admin::metrics::policy_hash(&text),
         crate::admin::metrics::unix_seconds(),
     );
+    metrics.set_policy(&hash, loaded);
+    let record = Arc::new(PolicyRecord::new(
+        policy_path.display().to_string(),
+        hash,
+        loaded,
+    ));
 
     let conf = ServerConf {
         threads: policy.server.threads,
@@ -85,7 +92,11 @@ pub fn run(
 
     let mut admin = Service::new(
         "gardien admin".to_owned(),
-        HttpServer::new_app(AdminApp::new(Arc::clone(&shared), Arc::clone(&metrics))),
+        HttpServer::new_app(AdminApp::new(
+            Arc::clone(&shared),
+            Arc::clone(&metrics),
+            Arc::clone(&record),
+        )),
     );
     admin_listen.add_to(&mut admin);
     let ready = background_service(
@@ -112,6 +123,7 @@ pub fn run(
             Arc::clone(&metrics),
             watch_policy,
             Arc::clone(&secrets),
+            record,
         ),
     );
     let secret_refresh = background_service(

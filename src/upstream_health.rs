@@ -40,6 +40,9 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_CONSECUTIVE: u32 = 10;
 /// How often the checker looks for due probes: well under the shortest interval.
 const TICK: Duration = Duration::from_millis(25);
+/// Largest health-check body kept as details (a JSON body, such as gardien-backend's
+/// `/readyz`); a longer one is not kept.
+pub const MAX_DETAILS_BYTES: usize = 16 * 1024;
 
 /// Every value of the `result` label of `gardien_upstream_health_checks_total`: `ok`, or
 /// why the probe failed.
@@ -95,6 +98,8 @@ pub struct Probe {
     pub failure: Option<Failure>,
     pub latency: Duration,
     pub ended_at: Instant,
+    /// The response body when it was JSON of at most [`MAX_DETAILS_BYTES`].
+    pub details: Option<serde_json::Value>,
 }
 
 /// Why a probe failed: a bounded kind (one of [`RESULTS`]) and a message for people.
@@ -120,6 +125,9 @@ pub struct HealthReport {
     pub latency_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checked_seconds_ago: Option<f64>,
+    /// The last probe's JSON body (gardien-backend's `/readyz`: database, circuits, outbox).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 impl HealthCheck {
@@ -230,6 +238,7 @@ impl HealthCheck {
                 .map(|f| f.message.clone()),
             latency_ms: last.map(|p| p.latency.as_secs_f64() * 1000.0),
             checked_seconds_ago: last.map(|p| p.ended_at.elapsed().as_secs_f64()),
+            details: last.and_then(|p| p.details.clone()),
         }
     }
 
@@ -364,22 +373,24 @@ pub async fn probe(upstream: &Upstream, settings: &HealthSettings) -> Probe {
         }
     };
     let latency = started.elapsed();
-    let (status, failure) = match outcome {
-        Ok(status) if (200..300).contains(&status) => (Some(status), None),
-        Ok(status) => (
+    let (status, failure, details) = match outcome {
+        Ok((status, details)) if (200..300).contains(&status) => (Some(status), None, details),
+        Ok((status, details)) => (
             Some(status),
             Some(Failure {
                 kind: "status",
                 message: format!("GET {} answered {status}", settings.path),
             }),
+            details,
         ),
-        Err(failure) => (None, Some(failure)),
+        Err(failure) => (None, Some(failure), None),
     };
     Probe {
         status,
         failure,
         latency,
         ended_at: Instant::now(),
+        details,
     }
 }
 
@@ -395,7 +406,7 @@ async fn exchange(
     peer: &pingora::upstreams::peer::HttpPeer,
     upstream: &Upstream,
     settings: &HealthSettings,
-) -> Result<u16, Failure> {
+) -> Result<(u16, Option<serde_json::Value>), Failure> {
     let (mut session, _reused) = connector
         .get_http_session(peer)
         .await
@@ -421,11 +432,44 @@ async fn exchange(
         .map_err(|e| classify(&e))?;
     session.read_response().await.map_err(|e| classify(&e))?;
     let status = session.get_status().map(|s| s.as_u16());
+    let details = if is_json(session.get_header(header::CONTENT_TYPE)) {
+        read_details(&mut session).await
+    } else {
+        None
+    };
     session.shutdown().await;
-    status.ok_or_else(|| Failure {
+    let status = status.ok_or_else(|| Failure {
         kind: "bad_response",
         message: "no status line".to_owned(),
-    })
+    })?;
+    Ok((status, details))
+}
+
+/// `application/json` or a `+json` type: a body worth keeping as details.
+fn is_json(content_type: Option<&http::HeaderValue>) -> bool {
+    let Some(media_type) = content_type
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+    else {
+        return false;
+    };
+    let media_type = media_type.trim().to_ascii_lowercase();
+    media_type == "application/json" || media_type.ends_with("+json")
+}
+
+/// The body as JSON, when it is whole, at most [`MAX_DETAILS_BYTES`] and parses. A body
+/// that cannot be read says nothing about health here: the status line decided that.
+async fn read_details(
+    session: &mut pingora::protocols::http::v1::client::HttpSession,
+) -> Option<serde_json::Value> {
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_body_ref().await.ok()? {
+        if body.len() + chunk.len() > MAX_DETAILS_BYTES {
+            return None;
+        }
+        body.extend_from_slice(chunk);
+    }
+    serde_json::from_slice(&body).ok()
 }
 
 /// The bounded kind of a connector or protocol error, as `gardien_upstream_errors_total`
@@ -514,7 +558,19 @@ mod tests {
             }),
             latency: Duration::from_millis(1),
             ended_at: Instant::now(),
+            details: None,
         }
+    }
+
+    #[test]
+    fn only_json_bodies_are_kept_as_details() {
+        let json = |v: &'static str| is_json(Some(&http::HeaderValue::from_static(v)));
+        assert!(json("application/json"));
+        assert!(json("Application/JSON; charset=utf-8"));
+        assert!(json("application/health+json"));
+        assert!(!json("text/plain"));
+        assert!(!json("text/json-ish"));
+        assert!(!is_json(None));
     }
 
     #[test]

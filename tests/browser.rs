@@ -11,23 +11,18 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
+use support::browser::{require_browser, ChromeDriver};
 use support::processes::DemoApi;
 use support::{client, GatewayProcess, RefusingAddress};
 
-/// The Debian browser the test drives; not a downloaded one, so it matches the driver.
-const CHROMIUM: &str = "/usr/bin/chromium";
-/// Debian's `chromium-driver`, built from the same source as `CHROMIUM`.
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The frontend served on both origins; it exposes `window.signUpAndLogIn`.
 const PAGE: &str = include_str!("browser/index.html");
 /// The Vite dev server origin that `policies/dev.yaml` allows literally.
@@ -38,10 +33,6 @@ const PASSWORD: &str = "correct horse battery staple";
 const REFUSED_SERIES: &str = r#"gardien_cors_rejections_total{reason="origin_not_allowed"}"#;
 /// Upper bound for the whole test, so a wedged browser fails it instead of hanging CI.
 const WHOLE_TEST: Duration = Duration::from_secs(100);
-/// How long one `execute_async` may run: two fetches plus argon2 on a debug build.
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long any helper process gets to become ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Calls the page's function and hands its summary to WebDriver's callback. A missing
 /// function or a thrown error becomes `{fatal}`, so the test reports it instead of timing out.
@@ -183,16 +174,6 @@ async fn scenario() {
     eprintln!("browser test: passed in {:?}", started.elapsed());
 }
 
-/// Fails (never skips) when the browser is missing: a skipped browser test looks green.
-fn require_browser() {
-    for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
-        assert!(
-            Path::new(path).exists(),
-            "{path} is missing: run `make test`, which installs Debian `{package}`"
-        );
-    }
-}
-
 /// Loads `origin`'s page in the browser and runs sign-up then login through `gateway`.
 /// Errors are returned as text, so the caller can close the session before failing.
 async fn run_page(
@@ -267,177 +248,5 @@ fn serve_page(listeners: Vec<TcpListener>) {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-    }
-}
-
-/// Waits until something accepts TCP connections on `addr`, or `child` exits.
-async fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str, log: &Path) {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "{what} exited with {status} before listening:\n{}",
-                read(log)
-            );
-        }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} not listening on {addr} within {READY_TIMEOUT:?}:\n{}",
-            read(log)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A log file's text, for failure messages.
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-/// `chromedriver` in its own process group, killed with every browser process it started
-/// on drop: closing the session is the normal way out, this is the backstop.
-struct ChromeDriver {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    /// Chromium's profile, fresh per run so no state leaks between runs.
-    profile: PathBuf,
-    /// Holds the log and the profile; dropped after `Drop::drop` ended the processes.
-    _dir: tempfile::TempDir,
-}
-
-impl ChromeDriver {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("a tempdir for chromedriver and Chromium");
-        let (log, profile) = (
-            dir.path().join("chromedriver.log"),
-            dir.path().join("profile"),
-        );
-        // Port 0: chromedriver binds a free port and prints it on stdout.
-        let mut child = Command::new(CHROMEDRIVER)
-            .arg("--port=0")
-            .arg(format!("--log-path={}", log.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            // Its own group, so drop can end chromedriver and every Chromium process at once.
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {CHROMEDRIVER}: {e}"));
-        let stdout = child.stdout.take().expect("chromedriver's stdout");
-        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
-        // Reads the port line, then drains stdout so chromedriver never blocks on it.
-        std::thread::spawn(move || {
-            use std::io::BufRead as _;
-            let mut port_tx = Some(port_tx);
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let port = line
-                    .strip_prefix("ChromeDriver was started successfully on port ")
-                    .and_then(|rest| rest.trim_end_matches('.').trim().parse::<u16>().ok());
-                if let Some(port) = port {
-                    if let Some(tx) = port_tx.take() {
-                        let _ = tx.send(port);
-                    }
-                }
-            }
-        });
-        let port = match tokio::time::timeout(READY_TIMEOUT, port_rx).await {
-            Ok(Ok(port)) => port,
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("chromedriver did not report its port:\n{}", read(&log));
-            }
-        };
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        wait_listening(addr, &mut child, "chromedriver", &log).await;
-        ChromeDriver {
-            child,
-            port,
-            log,
-            profile,
-            _dir: dir,
-        }
-    }
-
-    /// Opens a WebDriver session, which launches headless Chromium.
-    async fn session(&self) -> fantoccini::Client {
-        let mut capabilities = fantoccini::wd::Capabilities::new();
-        capabilities.insert(
-            "goog:chromeOptions".to_owned(),
-            json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless",
-                    // Containers run as root without user namespaces: no sandbox possible.
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    // The Debian wrapper's /dev/shm size check misparses `findmnt` output
-                    // on some hosts; a small /dev/shm would crash tabs. Use /tmp instead.
-                    "--disable-dev-shm-usage",
-                    "--no-first-run",
-                    // No calls home: the test must work offline and stay quiet.
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--disable-quic",
-                    // An HTTP(S)_PROXY in the environment must not carry loopback traffic.
-                    "--no-proxy-server",
-                    format!("--user-data-dir={}", self.profile.display()),
-                ],
-            }),
-        );
-        capabilities.insert(
-            "timeouts".to_owned(),
-            json!({
-                "script": SCRIPT_TIMEOUT.as_millis() as u64,
-                "pageLoad": 15_000,
-                "implicit": 0,
-            }),
-        );
-        let url = format!("http://127.0.0.1:{}", self.port);
-        // The build enables both of rustls' crypto providers (pingora brings `ring`, hyper-rustls
-        // `aws-lc-rs`), so rustls cannot pick one itself: install pingora's choice, as the
-        // gateway does. A no-op when already installed.
-        pingora::tls::install_default_crypto_provider();
-        let mut builder =
-            fantoccini::ClientBuilder::rustls().expect("a rustls WebDriver connector");
-        builder.capabilities(capabilities);
-        match tokio::time::timeout(READY_TIMEOUT, builder.connect(&url)).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => panic!("WebDriver session on {url}: {e}\n{}", self.log_tail()),
-            Err(_) => panic!(
-                "no WebDriver session within {READY_TIMEOUT:?}\n{}",
-                self.log_tail()
-            ),
-        }
-    }
-
-    /// The end of chromedriver's log, which says why Chromium did not start.
-    fn log_tail(&self) -> String {
-        let log = read(&self.log);
-        let start = log.len().saturating_sub(4000);
-        let start = (start..log.len())
-            .find(|i| log.is_char_boundary(*i))
-            .unwrap_or(log.len());
-        log[start..].to_owned()
-    }
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        // Negative pid = the whole process group that `process_group(0)` created.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

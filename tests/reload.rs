@@ -84,6 +84,17 @@ async fn a_changed_file_is_applied_and_an_invalid_one_refused() {
             .await,
         1.0
     );
+    // `/status` says the same: the new hash, applied.
+    let (_, status) = gateway.admin_json("/status.json").await;
+    assert_eq!(
+        status["policy"]["hash"],
+        policy_hash(&applied).as_str(),
+        "{status}"
+    );
+    assert_eq!(
+        status["policy"]["last_reload"]["result"], "applied",
+        "{status}"
+    );
 
     let broken = with_new_origin(TEST_POLICY).replace("routes:", "routs:");
     std::fs::write(gateway.policy_path(), broken).expect("break");
@@ -98,6 +109,17 @@ async fn a_changed_file_is_applied_and_an_invalid_one_refused() {
         gateway.metric(&hash_series(&applied)).await,
         1.0,
         "a refused file does not change the hash"
+    );
+    // `/status` shows the refusal and its problem, and the hash still serving.
+    let (_, status) = gateway.admin_json("/status.json").await;
+    let policy = &status["policy"];
+    assert_eq!(policy["hash"], policy_hash(&applied).as_str(), "{status}");
+    assert_eq!(policy["last_reload"]["result"], "refused", "{status}");
+    assert!(
+        policy["last_reload"]["problems"][0]
+            .as_str()
+            .is_some_and(|p| p.contains("did you mean `routes`")),
+        "{status}"
     );
     let log = gateway.log();
     assert!(log.contains("policy reload refused"), "{log}");

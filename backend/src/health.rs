@@ -1,7 +1,8 @@
 //! `/healthz` (the process is up) and `/readyz` (the database answers). `/readyz` also
-//! shows each delivery provider's circuit (`closed`, `open`, `half_open`) as detail: an
-//! open circuit does not make the replica unready, since the API still works and the
-//! outbox keeps the messages until a provider takes them.
+//! shows each delivery provider's circuit (`closed`, `open`, `half_open`) and the outbox's
+//! backlog per channel (the periodic count behind `gardien_backend_outbox_due`) as detail:
+//! neither makes the replica unready, since the API still works and the outbox keeps the
+//! messages until a provider takes them. gardien's `/status` page shows these details.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -30,6 +31,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     state.metrics.database_up(status == StatusCode::OK);
     if let Value::Object(map) = &mut body {
         map.insert("providers".into(), providers(&state));
+        map.insert("outbox".into(), state.metrics.outbox_backlog());
     }
     (status, Json(body))
 }

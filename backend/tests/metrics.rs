@@ -50,6 +50,11 @@ async fn insert(
 async fn outbox_is_counted_per_channel(engine: Engine) {
     let db = TestDb::new(engine).await;
     let metrics = Arc::new(Metrics::new().expect("metrics"));
+    assert_eq!(
+        metrics.outbox_backlog()["counted_seconds_ago"],
+        serde_json::Value::Null,
+        "not counted yet"
+    );
     metrics.refresh_outbox(&db.db).await;
     let text = render(&metrics);
     assert_eq!(
@@ -113,6 +118,16 @@ async fn outbox_is_counted_per_channel(engine: Engine) {
     )
     .expect("sms age");
     assert!((40.0..70.0).contains(&sms_age), "{text}");
+    // The same count, as `/readyz` shows it.
+    let backlog = metrics.outbox_backlog();
+    assert_eq!(backlog["channels"]["email"]["due"], 2, "{backlog}");
+    assert_eq!(backlog["channels"]["sms"]["due"], 1, "{backlog}");
+    let shown_age = backlog["channels"]["email"]["oldest_due_seconds"]
+        .as_f64()
+        .expect("an age");
+    assert!((shown_age - email_age).abs() < 1e-9, "{backlog}");
+    let counted = backlog["counted_seconds_ago"].as_f64().expect("counted");
+    assert!((0.0..30.0).contains(&counted), "{backlog}");
 
     // Delivered: back to zero.
     sqlx::query("UPDATE notification_deliveries SET status = 'sent'")

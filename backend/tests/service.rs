@@ -14,6 +14,16 @@ both_databases!(health_and_readiness, |app| async move {
     let ready = app.get("/readyz").unsigned().send().await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.json);
     assert_eq!(ready.json["status"], "ready");
+    assert_eq!(ready.json["database"]["ok"], true, "{}", ready.json);
+    assert!(ready.json["providers"].is_object(), "{}", ready.json);
+    // The outbox backlog of every channel, from the last count.
+    for channel in ["email", "sms"] {
+        assert!(
+            ready.json["outbox"]["channels"][channel]["due"].is_u64(),
+            "{}",
+            ready.json
+        );
+    }
     app.finish().await;
 });
 

@@ -12,22 +12,32 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use super::metrics::Metrics;
+use super::policy_record::PolicyRecord;
 use super::readiness::{key_sets, probe_upstreams};
+use super::status::{self, Status};
+use super::status_page;
 use crate::policy::Policy;
 
-/// `/healthz`, `/readyz`, `/metrics` and `/status`.
+/// `/healthz`, `/readyz`, `/metrics`, `/status` (a page for browsers, JSON otherwise) and
+/// `/status.json`.
 #[derive(Debug)]
 pub struct AdminApp {
     policy: Arc<ArcSwap<Policy>>,
     metrics: Arc<Metrics>,
+    record: Arc<PolicyRecord>,
     started: Instant,
 }
 
 impl AdminApp {
-    pub fn new(policy: Arc<ArcSwap<Policy>>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        policy: Arc<ArcSwap<Policy>>,
+        metrics: Arc<Metrics>,
+        record: Arc<PolicyRecord>,
+    ) -> Self {
         AdminApp {
             policy,
             metrics,
+            record,
             started: Instant::now(),
         }
     }
@@ -65,46 +75,16 @@ impl AdminApp {
         }
     }
 
-    /// What this process runs: version, environment, uptime, routes and upstreams.
-    fn status(&self) -> Response<Vec<u8>> {
+    /// What this process runs and how it is doing (see `super::status`).
+    async fn status(&self) -> Status {
         let policy = self.policy.load_full();
-        let routes: Vec<_> = policy
-            .router
-            .routes()
-            .iter()
-            .map(|r| {
-                json!({
-                    "name": r.name,
-                    "prefix": r.prefix,
-                    "upstream": policy.upstream(r.upstream).map(|u| u.name.as_str()),
-                    "methods": r.methods.as_ref().map(|ms| ms.iter().map(|m| m.as_str()).collect::<Vec<_>>()),
-                })
-            })
-            .collect();
-        let upstreams: Vec<_> = policy
-            .upstreams
-            .iter()
-            .map(|u| {
-                json!({
-                    "name": u.name,
-                    "url": u.url,
-                    "addresses": u.addresses().iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "check": if u.health.is_some() { "http" } else { "tcp" },
-                    "health": u.health.as_ref().map(|h| h.report()),
-                })
-            })
-            .collect();
-        json_response(
-            StatusCode::OK,
-            &json!({
-                "version": env!("CARGO_PKG_VERSION"),
-                "environment": policy.environment.as_str(),
-                "uptime_seconds": self.started.elapsed().as_secs(),
-                "summary": policy.summary(),
-                "routes": routes,
-                "upstreams": upstreams,
-            }),
+        status::snapshot(
+            &policy,
+            &self.metrics,
+            &self.record,
+            self.started.elapsed().as_secs(),
         )
+        .await
     }
 }
 
@@ -126,10 +106,21 @@ impl ServeHttp for AdminApp {
                 "text/plain; version=0.0.4",
                 self.metrics.render(),
             ),
-            "/status" => self.status(),
+            "/status" if wants_html(request.headers.get(header::ACCEPT)) => {
+                status_page_response(&self.status().await)
+            }
+            "/status" | "/status.json" => {
+                let mut answer = serialized_response(&self.status().await);
+                if request.uri.path() == "/status" {
+                    answer
+                        .headers_mut()
+                        .insert(header::VARY, http::HeaderValue::from_static("Accept"));
+                }
+                answer
+            }
             _ => error_response(
                 ErrorCode::NotFound,
-                "admin paths: /healthz /readyz /metrics /status",
+                "admin paths: /healthz /readyz /metrics /status /status.json",
             ),
         }
     }
@@ -154,6 +145,57 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Vec<u
     )
 }
 
+fn serialized_response(status: &Status) -> Response<Vec<u8>> {
+    response(
+        StatusCode::OK,
+        "application/json",
+        serde_json::to_vec(status).unwrap_or_default(),
+    )
+}
+
+/// Whether the client asked for HTML: an `Accept` naming `text/html` (every browser's
+/// does) not refused with `q=0`. Anything else (curl, scripts) gets the JSON.
+fn wants_html(accept: Option<&http::HeaderValue>) -> bool {
+    let Some(accept) = accept.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    accept.split(',').any(|item| {
+        let mut parts = item.split(';');
+        let media_type = parts.next().unwrap_or_default().trim();
+        let refused = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        media_type.eq_ignore_ascii_case("text/html") && !refused
+    })
+}
+
+/// The page for people, allowed nothing but its own style.
+fn status_page_response(status: &Status) -> Response<Vec<u8>> {
+    let mut answer = response(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        status_page::render(status).into_bytes(),
+    );
+    let headers = answer.headers_mut();
+    let csp = http::HeaderValue::from_str(&status_page::CONTENT_SECURITY_POLICY);
+    if let Ok(csp) = csp {
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        http::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        http::HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::VARY, http::HeaderValue::from_static("Accept"));
+    answer
+}
+
 fn response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     Response::builder()
         .status(status)
@@ -162,4 +204,27 @@ fn response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<V
         .header(header::CONTENT_LENGTH, body.len())
         .body(body)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &'static str) -> bool {
+        wants_html(Some(&http::HeaderValue::from_static(value)))
+    }
+
+    #[test]
+    fn browsers_get_the_page_and_everyone_else_json() {
+        // Chromium's and Firefox's navigation Accept headers.
+        assert!(accept(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+        ));
+        assert!(accept("TEXT/HTML"));
+        assert!(!wants_html(None));
+        assert!(!accept("*/*"));
+        assert!(!accept("application/json"));
+        assert!(!accept("text/html;q=0, application/json"));
+        assert!(!accept("text/htmlx"));
+    }
 }

@@ -13,6 +13,9 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use std::sync::Arc;
+
+use super::request_window::RequestWindow;
 use crate::edge::cors::CorsRefusal;
 
 /// Latency buckets in seconds: from sub-millisecond gateway answers to slow upstreams.
@@ -55,6 +58,8 @@ pub struct Metrics {
     connections_refused: prometheus::IntCounter,
     upstream_health_checks: IntCounterVec,
     upstream_health_check_seconds: HistogramVec,
+    /// The last minutes of traffic, for `/status` (not exported: Prometheus has the rest).
+    window: Arc<RequestWindow>,
 }
 
 impl Metrics {
@@ -287,6 +292,7 @@ impl Metrics {
             connections_refused,
             upstream_health_checks,
             upstream_health_check_seconds,
+            window: Arc::new(RequestWindow::new()),
         })
     }
 
@@ -296,6 +302,12 @@ impl Metrics {
             .with_label_values(&[route, method_label(method), status_class(status)])
             .inc();
         self.duration.with_label_values(&[route]).observe(seconds);
+        self.window.record(status);
+    }
+
+    /// Requests and 5xx answers of the last minutes, counted by [`Self::observe_request`].
+    pub fn request_window(&self) -> &RequestWindow {
+        &self.window
     }
 
     /// Seconds from sending the request to `upstream` to its response header.
