@@ -39,7 +39,7 @@ build:
 	$(CARGO) build --workspace --bins --examples
 
 build-release:
-	$(CARGO) build --release --bins
+	$(CARGO) build --release --workspace --bins
 
 # Each policy is checked on every platform `client_ip` can name (docs/POLICY.md#client_ip).
 CLIENT_IP_PLATFORMS := cloud_run google_load_balancer direct

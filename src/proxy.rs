@@ -773,6 +773,10 @@ impl ProxyHttp for Gateway {
         }
         let status = answer.status.as_u16();
         if session.response_written().is_none() {
+            // The connection is not reused (`can_reuse_downstream: false` below): say so in
+            // the answer, as Pingora's own error responses do, so a keep-alive client does
+            // not send its next request on a socket being closed.
+            session.set_keepalive(None);
             if let Err(e) = self.respond(session, ctx, &answer).await {
                 tracing::debug!(error = %e, "could not write the error response");
             }

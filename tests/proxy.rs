@@ -213,6 +213,42 @@ async fn upstream_connections_are_kept_alive_and_reused() {
     );
 }
 
+/// A gateway error that ends the client connection says so (`Connection: close`): a client
+/// that keeps connections alive must not send its next request on a socket the gateway is
+/// closing (it would see a reset).
+#[tokio::test]
+async fn a_502_closes_the_connection_and_says_so() {
+    let api = RecordingUpstream::start().await;
+    let refusing = RefusingAddress::new();
+    let gateway = GatewayProcess::start(
+        TEST_POLICY,
+        &[
+            ("API_UPSTREAM_URL", &api.url()),
+            ("BACKEND_UPSTREAM_URL", &refusing.url()),
+        ],
+    )
+    .await;
+    let client = client();
+    for round in 0..10 {
+        for (path, status) in [("/api/orders", 200), ("/api/reports", 502)] {
+            let response = client
+                .get(gateway.url(path))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("round {round}, {path}: {e:?}"));
+            assert_eq!(response.status(), status, "round {round}, {path}");
+            if status == 502 {
+                assert_eq!(
+                    header(response.headers(), "connection").as_deref(),
+                    Some("close"),
+                    "round {round}"
+                );
+            }
+            let _ = response.bytes().await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn unreachable_upstream_is_a_502_json_error_with_edge_headers() {
     let api = RecordingUpstream::start().await;

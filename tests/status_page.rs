@@ -121,10 +121,9 @@ impl Setup {
             assert_eq!(answer.status(), 200, "the backend's /healthz");
         }
         for _ in 0..FAILED_REQUESTS {
-            // A fresh connection each: on a keep-alive connection that has just carried
-            // the backend's answers, reqwest often sees this 502 as a connection reset
-            // (curl does not); not what this test is about, reported separately.
-            let answer = support::client()
+            // The same keep-alive client: a 502 says `Connection: close`, so the next
+            // request opens a new connection (tests/proxy.rs).
+            let answer = client
                 .get(self.gateway.url("/api/things"))
                 .send()
                 .await

@@ -453,7 +453,7 @@ pub fn release_binary(name: &str, sources: &[&str]) -> PathBuf {
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| {
             panic!(
-                "{} is missing: this test runs the release build; run `cargo build --release --bins` (make test does)",
+                "{} is missing: this test runs the release build; run `cargo build --release --workspace --bins` (make test does)",
                 binary.display()
             )
         });
@@ -461,7 +461,7 @@ pub fn release_binary(name: &str, sources: &[&str]) -> PathBuf {
     if let Some((at, source)) = newest_source(workspace, sources) {
         assert!(
             at <= built,
-            "{} is older than {}: run `cargo build --release --bins` (make test does)",
+            "{} is older than {}: run `cargo build --release --workspace --bins` (make test does)",
             binary.display(),
             source.display()
         );

@@ -129,7 +129,7 @@ impl Drop for BackendProcess {
 /// `target/release/gardien-backend`, next to the debug build this test was built with.
 /// Panics, saying what to run, when it is missing or older than a `.rs` file it is built
 /// from: a test of the release build must not pass on an old one. `make test` builds it
-/// first (`cargo build --release --bins`).
+/// first (`cargo build --release --workspace --bins`).
 pub fn release_binary() -> PathBuf {
     let debug = Path::new(env!("CARGO_BIN_EXE_gardien-backend"));
     let binary = debug
@@ -141,7 +141,7 @@ pub fn release_binary() -> PathBuf {
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| {
             panic!(
-                "{} is missing: this test runs the release build; run `cargo build --release --bins` (make test does)",
+                "{} is missing: this test runs the release build; run `cargo build --release --workspace --bins` (make test does)",
                 binary.display()
             )
         });
@@ -164,7 +164,7 @@ pub fn release_binary() -> PathBuf {
                 let changed = entry.metadata().and_then(|m| m.modified()).ok();
                 assert!(
                     changed.is_none_or(|at| at <= built),
-                    "{} is older than {}: run `cargo build --release --bins` (make test does)",
+                    "{} is older than {}: run `cargo build --release --workspace --bins` (make test does)",
                     binary.display(),
                     path.display()
                 );
