@@ -37,6 +37,13 @@ pub enum Command {
     /// Resolve every secret and validate the configuration; say where each secret came
     /// from (never its value) and exit non-zero listing every missing one.
     Check,
+    /// Send a test event (and with `--panic`, a panic) to the Sentry project of
+    /// `SENTRY_DSN`, to see error reports arrive.
+    ReportTest {
+        /// Also panic on purpose, to see a panic reported.
+        #[arg(long)]
+        panic: bool,
+    },
 }
 
 /// Everything the service reads.

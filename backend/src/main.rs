@@ -125,6 +125,10 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
 
+    if let Some(Command::ReportTest { panic }) = &cli.command {
+        return report_test(&store, environment, *panic);
+    }
+
     for line in report.lines() {
         tracing::info!("{line}");
     }
@@ -338,4 +342,42 @@ async fn shutdown() {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate => {}
     }
+}
+
+/// `gardien-backend report-test`: one test event, and with `--panic` a deliberate panic on a
+/// thread of its own (as a panic in a handler or a worker would be), sent to the project of
+/// `SENTRY_DSN`.
+fn report_test(
+    store: &Arc<gardien_secrets::SecretStore>,
+    environment: Environment,
+    panic: bool,
+) -> ExitCode {
+    let guard = match gardien_backend::error_reports::start(store, environment) {
+        Ok(Some(guard)) => guard,
+        Ok(None) => {
+            eprintln!("error: SENTRY_DSN is not set: nothing to test");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    use gardien_telemetry::error_reporting::{flush, report, Report};
+    report("report_test", "", || {
+        Report::warning("gardien-backend report-test: error reports reach this project")
+    });
+    if panic {
+        let _ = std::thread::spawn(|| {
+            panic!("gardien-backend report-test --panic: a deliberate panic")
+        })
+        .join();
+    }
+    flush(std::time::Duration::from_secs(5));
+    drop(guard);
+    println!(
+        "sent: a test event{}",
+        if panic { " and a panic" } else { "" }
+    );
+    ExitCode::SUCCESS
 }

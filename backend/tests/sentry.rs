@@ -166,3 +166,47 @@ async fn the_release_build_reports_exhausted_deliveries_and_internal_errors_scru
     drop(backend);
     db.drop_schema().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_test_sends_an_event_and_a_panic_from_the_release_build() {
+    let binary = release_binary();
+    let sentry = FakeSentry::start(KEY, "7").await;
+    let mut command = std::process::Command::new(&binary);
+    command
+        .arg("report-test")
+        .arg("--panic")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GARDIEN_ENVIRONMENT", "dev")
+        .env("SECRETS_DIR", "/nonexistent")
+        .env("SENTRY_DSN", sentry.dsn());
+    let run = tokio::task::spawn_blocking(move || command.output());
+    let output = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("report-test ended within 60 s")
+        .expect("join")
+        .expect("report-test ran");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains(KEY), "the DSN's key was logged:\n{stderr}");
+    let panic = sentry
+        .wait_event(ARRIVAL, |e| {
+            e["exception"]["values"][0]["mechanism"]["type"] == "panic"
+        })
+        .await
+        .unwrap_or_else(|| panic!("no panic event: {:#?}", sentry.events()));
+    assert!(
+        panic["exception"]["values"][0]["value"]
+            .as_str()
+            .is_some_and(|v| v.contains("a deliberate panic")),
+        "{panic}"
+    );
+    assert_eq!(panic["environment"], "dev");
+    assert!(
+        sentry
+            .wait_event(ARRIVAL, kind_is("report_test"))
+            .await
+            .is_some(),
+        "no test event"
+    );
+}

@@ -248,7 +248,7 @@ mod tests {
     #[test]
     fn items_with_and_without_length_are_read() {
         let body = b"{\"event_id\":\"9ec79c33ec9942ab8353589fcb2e04dc\"}\n\
-{\"type\":\"event\",\"length\":20}\n{\"message\":\"a\\nb\"}\n\
+{\"type\":\"event\",\"length\":18}\n{\"message\":\"a\\nb\"}\n\
 {\"type\":\"attachment\"}\nhello\n";
         let (header, items) = parse(body).expect("an envelope");
         assert_eq!(header["event_id"], "9ec79c33ec9942ab8353589fcb2e04dc");
