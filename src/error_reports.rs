@@ -8,15 +8,13 @@
 use std::fmt::Display;
 use std::sync::Arc;
 
-use gardien_telemetry::error_reporting::{
-    self, InvalidDsn, Report, ReportingGuard, ReportingOptions, RequestFields,
-};
+use gardien_telemetry::error_reporting::{self, InvalidDsn, Report, ReportingGuard, RequestFields};
 use gardien_telemetry::TraceContext;
 
 use crate::admin::metrics::COMMIT;
 use crate::gateway_error::GatewayError;
 use crate::policy::Environment;
-use crate::secrets::{SecretLookup, SecretStore, SENTRY_DSN};
+use crate::secrets::SecretStore;
 
 /// The release every event carries: `gardien@<version>+<commit>`, as the backend's.
 pub fn release() -> String {
@@ -28,38 +26,12 @@ pub fn start(
     store: &Arc<SecretStore>,
     environment: Environment,
 ) -> Result<Option<ReportingGuard>, InvalidDsn> {
-    let Some(dsn) = dsn(store) else {
-        return Ok(None);
-    };
-    let values = Arc::clone(store);
-    error_reporting::init(ReportingOptions {
-        dsn,
-        environment: environment.as_str().to_owned(),
-        release: release(),
-        secret_values: Arc::new(move || {
-            values
-                .values()
-                .iter()
-                .map(|s| String::from_utf8_lossy(s.expose()).into_owned())
-                .collect()
-        }),
-    })
-    .map(Some)
+    error_reporting::start(store, environment, release())
 }
 
 /// Whether the resolved `SENTRY_DSN` (if any) is a DSN, for `gardien check`.
 pub fn check(store: &SecretStore) -> Result<(), InvalidDsn> {
-    match dsn(store) {
-        Some(dsn) => error_reporting::validate_dsn(&dsn),
-        None => Ok(()),
-    }
-}
-
-fn dsn(store: &SecretStore) -> Option<String> {
-    store
-        .get(SENTRY_DSN)
-        .map(|s| String::from_utf8_lossy(s.expose()).trim().to_owned())
-        .filter(|s| !s.is_empty())
+    error_reporting::check(store)
 }
 
 /// A 5xx the gateway wrote (upstream refused, timed out, answered badly; overloaded;

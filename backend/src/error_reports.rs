@@ -7,14 +7,11 @@
 use std::fmt::Display;
 use std::sync::Arc;
 
-use gardien_secrets::{Environment, SecretLookup, SecretStore};
-use gardien_telemetry::error_reporting::{
-    self, InvalidDsn, Report, ReportingGuard, ReportingOptions,
-};
+use gardien_secrets::{Environment, SecretStore};
+use gardien_telemetry::error_reporting::{self, InvalidDsn, Report, ReportingGuard};
 
 use crate::delivery::provider::Channel;
 use crate::metrics::{COMMIT, VERSION};
-use crate::secrets::SENTRY_DSN;
 
 /// The release every event carries: `gardien@<version>+<commit>`, as the gateway's.
 pub fn release() -> String {
@@ -26,38 +23,12 @@ pub fn start(
     store: &Arc<SecretStore>,
     environment: Environment,
 ) -> Result<Option<ReportingGuard>, InvalidDsn> {
-    let Some(dsn) = dsn(store) else {
-        return Ok(None);
-    };
-    let values = Arc::clone(store);
-    error_reporting::init(ReportingOptions {
-        dsn,
-        environment: environment.as_str().to_owned(),
-        release: release(),
-        secret_values: Arc::new(move || {
-            values
-                .values()
-                .iter()
-                .map(|s| String::from_utf8_lossy(s.expose()).into_owned())
-                .collect()
-        }),
-    })
-    .map(Some)
+    error_reporting::start(store, environment, release())
 }
 
 /// Whether the resolved `SENTRY_DSN` (if any) is a DSN, for `gardien-backend check`.
 pub fn check(store: &SecretStore) -> Result<(), InvalidDsn> {
-    match dsn(store) {
-        Some(dsn) => error_reporting::validate_dsn(&dsn),
-        None => Ok(()),
-    }
-}
-
-fn dsn(store: &SecretStore) -> Option<String> {
-    store
-        .get(SENTRY_DSN)
-        .map(|s| String::from_utf8_lossy(s.expose()).trim().to_owned())
-        .filter(|s| !s.is_empty())
+    error_reporting::check(store)
 }
 
 /// A failure of ours while serving a request: the client got `500 internal_error`. The

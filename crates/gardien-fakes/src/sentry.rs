@@ -142,6 +142,21 @@ impl FakeSentry {
     }
 }
 
+impl FakeSentry {
+    /// Waits (at most `timeout`) for a panic event (an exception of mechanism `panic`) whose
+    /// message contains `message`; returns it.
+    pub async fn wait_panic(&self, timeout: Duration, message: &str) -> Option<Value> {
+        self.wait_event(timeout, |event| {
+            let exception = &event["exception"]["values"][0];
+            exception["mechanism"]["type"] == "panic"
+                && exception["value"]
+                    .as_str()
+                    .is_some_and(|v| v.contains(message))
+        })
+        .await
+    }
+}
+
 impl Drop for FakeSentry {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -21,6 +21,8 @@ use std::time::Duration;
 use regex::Regex;
 use sentry::protocol::{Context, Event, Level, TraceContext as SentryTrace, Value};
 
+use gardien_secrets::{Environment, SecretLookup, SecretStore};
+
 use crate::throttle::Throttle;
 use crate::TraceContext;
 
@@ -109,6 +111,50 @@ impl std::fmt::Debug for ReportingGuard {
 #[error("SENTRY_DSN is not a valid Sentry DSN ({reason}); expected https://<key>@<host>/<project>")]
 pub struct InvalidDsn {
     reason: String,
+}
+
+/// The secret both binaries read the DSN from.
+pub const SENTRY_DSN: &str = "SENTRY_DSN";
+
+/// Starts reporting when `SENTRY_DSN` resolved in `store`, for `environment`; `Ok(None)` when
+/// it is not set. The scrubber reads `store`'s values again for each event.
+pub fn start(
+    store: &Arc<SecretStore>,
+    environment: Environment,
+    release: String,
+) -> Result<Option<ReportingGuard>, InvalidDsn> {
+    let Some(dsn) = resolved_dsn(store) else {
+        return Ok(None);
+    };
+    let values = Arc::clone(store);
+    init(ReportingOptions {
+        dsn,
+        environment: environment.as_str().to_owned(),
+        release,
+        secret_values: Arc::new(move || {
+            values
+                .values()
+                .iter()
+                .map(|s| String::from_utf8_lossy(s.expose()).into_owned())
+                .collect()
+        }),
+    })
+    .map(Some)
+}
+
+/// Whether the `SENTRY_DSN` resolved in `store` (if any) is a DSN: for the binaries' `check`.
+pub fn check(store: &SecretStore) -> Result<(), InvalidDsn> {
+    match resolved_dsn(store) {
+        Some(dsn) => validate_dsn(&dsn),
+        None => Ok(()),
+    }
+}
+
+fn resolved_dsn(store: &SecretStore) -> Option<String> {
+    store
+        .get(SENTRY_DSN)
+        .map(|s| String::from_utf8_lossy(s.expose()).trim().to_owned())
+        .filter(|s| !s.is_empty())
 }
 
 /// Whether `dsn` is a DSN [`init`] would take (for the binaries' `check`).
