@@ -23,6 +23,8 @@ const HS_SECRET = "hs-secret-for-node-tests-0123456789abcdef";
 const ISSUER = "https://hs.test";
 const AUDIENCE = "gardien-test";
 const WAIT_MS = 30_000;
+// No test or hook runs longer than this (each wait inside is bounded too).
+const BOUND = { timeout: 90_000 };
 
 const POLICY = `
 environment: dev
@@ -165,7 +167,7 @@ before(async () => {
   };
   base = `http://${field("listen")}`;
   await waitHealthy(`http://${field("admin_listen")}`, log);
-});
+}, BOUND);
 
 after(async () => {
   if (gateway && gateway.exitCode === null) {
@@ -177,7 +179,7 @@ after(async () => {
   if (dir) {
     rmSync(dir, { recursive: true, force: true });
   }
-});
+}, BOUND);
 
 /** The upstream's record of the one request gardien forwarded to `url`. */
 function seenAt(url) {
@@ -186,7 +188,7 @@ function seenAt(url) {
   return found[0];
 }
 
-test("a protected request through gardien verifies with the token's identity", async () => {
+test("a protected request through gardien verifies with the token's identity", BOUND, async () => {
   const jwt = token({ sub: "u-1", email: "a@b.co", roles: ["admin", "ops"] });
   const response = await get(`${base}/api/me?page=2`, {
     authorization: `Bearer ${jwt}`,
@@ -210,14 +212,14 @@ test("a protected request through gardien verifies with the token's identity", a
   assert.deepEqual(record.other, { ok: false, reason: Reasons.BAD_SIGNATURE });
 });
 
-test("a public request through gardien verifies with no user, forged headers stripped", async () => {
+test("a public request through gardien verifies with no user, forged headers stripped", BOUND, async () => {
   const response = await get(`${base}/api/public/ping`, { "x-user-id": "admin", "x-user-roles": "admin" });
   assert.equal(response.status, 200, await response.text());
   const record = seenAt("/api/public/ping");
   assert.deepEqual(record.current, { ok: true, identity: { userId: null, email: null, roles: [], headers: {} } });
 });
 
-test("a request sent straight to the upstream, not through gardien, fails", async () => {
+test("a request sent straight to the upstream, not through gardien, fails", BOUND, async () => {
   const jwt = token({ sub: "u-2", email: "b@b.co", roles: [] });
   const through = await get(`${base}/api/replayed`, { authorization: `Bearer ${jwt}` });
   assert.equal(through.status, 200, await through.text());
@@ -259,7 +261,7 @@ test("a request sent straight to the upstream, not through gardien, fails", asyn
   assert.equal(seenAt("/api/replayed?unchanged").current.ok, true);
 });
 
-test("the Express-style middleware passes gardien's requests and answers others 401", async () => {
+test("the Express-style middleware passes gardien's requests and answers others 401", BOUND, async () => {
   const through = await get(`${base}/mw/hello`);
   assert.equal(through.status, 200);
   assert.deepEqual(await through.json(), { identity: { userId: null, email: null, roles: [], headers: {} } });
