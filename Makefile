@@ -15,7 +15,7 @@ POLICY_CHECK_ENV := API_UPSTREAM_URL=https://api.example.run.app \
 	GARDIEN_INTERNAL_SECRET=example-internal-secret-of-at-least-32-bytes \
 	REDIS_URL=redis://10.0.0.3:6379
 
-.PHONY: demo test test-alerts build build-release check-policies bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench clean
+.PHONY: demo test test-alerts test-node build build-release check-policies bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench clean
 
 demo: deps-build build
 	scripts/demo.sh
@@ -27,6 +27,7 @@ test: deps-test build build-release
 	$(MAKE) check-policies
 	$(MAKE) test-alerts
 	scripts/contract-test.sh
+	$(MAKE) test-node
 
 # The alert rules are valid and behave as deploy/prometheus/alerts_test.yaml says (promtool,
 # from Debian's `prometheus` package); tests/deploy.rs checks their runbook sections and
@@ -34,6 +35,11 @@ test: deps-test build build-release
 test-alerts: deps-test
 	promtool check rules deploy/prometheus/alerts.yaml
 	cd deploy/prometheus && promtool test rules alerts_test.yaml
+
+# clients/node (the existing API's side of X-Gardien-Identity) with Node's own test runner,
+# against the debug `gardien` that `build` makes (GARDIEN_BIN: wherever CARGO_TARGET_DIR put it).
+test-node: deps-test build
+	cd clients/node && GARDIEN_BIN=$(abspath $(or $(CARGO_TARGET_DIR),target)/debug/gardien) npm test
 
 build:
 	$(CARGO) build --workspace --bins --examples

@@ -8,6 +8,7 @@
 #                    from PyPI in a virtualenv, the backend polled with curl)
 #   prometheus       promtool, which checks and unit-tests deploy/prometheus/alerts.yaml,
 #                    and the server tests/prometheus.rs runs them in
+#   nodejs, npm      clients/node's tests (`make test-node`: `npm test`, Node's own runner)
 # As root it installs them with apt-get; otherwise it says exactly what to run.
 #   wrk              the closed-loop load generator of the load harness (benches/load.rs)
 #   oha              its open-loop (fixed-rate) load generator, from crates.io with cargo,
@@ -15,13 +16,13 @@
 # Usage: scripts/install-deps.sh [build|test|bench]
 #   postgresql-client  psql, with which the benchmarks make and drop their schemas
 #   build: cmake; test: cmake, chromium, chromium-driver, python3, python3-venv, curl,
-#   prometheus;
+#   prometheus, nodejs, npm;
 #   bench: cmake, wrk, postgresql-client, oha
 set -euo pipefail
 
 want=(cmake)
 case "${1:-test}" in
-  test) want+=(chromium chromium-driver python3 python3-venv curl prometheus) ;;
+  test) want+=(chromium chromium-driver python3 python3-venv curl prometheus nodejs npm) ;;
   bench) want+=(wrk postgresql-client) ;;
 esac
 
@@ -34,6 +35,7 @@ present() {
     python3-venv) python3 -c 'import ensurepip, venv' ;;
     postgresql-client) command -v psql ;;
     prometheus) command -v promtool && test -x /usr/bin/prometheus ;;
+    nodejs) command -v node ;;
     *) command -v "$1" ;;
   esac
 }

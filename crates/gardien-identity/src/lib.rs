@@ -181,6 +181,45 @@ mod tests {
         );
     }
 
+    /// The exact bytes `clients/node/test/vectors.test.js` hard-codes: the Node package and
+    /// this crate sign and verify the same values (the documented example, the `internal`
+    /// identity the existing API sends the backend, and a public route's empty identity).
+    #[test]
+    fn the_vectors_the_node_client_tests() {
+        let documented: [(&str, &[u8]); 3] = [
+            ("x-user-email", b"a@b.co"),
+            ("x-user-id", b"u-1"),
+            ("x-user-roles", b"admin,ops"),
+        ];
+        assert_eq!(
+            sign(KEY, "GET", "/api/me", 1_795_632_556, &documented),
+            "v1;1795632556;7f135aa7546b69576c1626a684ef836f5dd5a4a77c528a7c0d9a5c0b064ae8a9"
+        );
+        let internal: [(&str, &[u8]); 2] =
+            [("x-user-id", b"svc-api"), ("x-user-roles", b"internal")];
+        let header = sign(KEY, "POST", "/api/notifications", 1_795_632_556, &internal);
+        assert_eq!(
+            header,
+            "v1;1795632556;c5e99cfaaf1c9625874d7bbb79208a43ce3593e7b84e7ee59c172de3f97b06da"
+        );
+        assert_eq!(
+            verify(
+                KEY,
+                &header,
+                "POST",
+                "/api/notifications",
+                &internal,
+                1_795_632_556,
+                30
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            sign(KEY, "GET", "/health", 1_795_632_556, &[]),
+            "v1;1795632556;2af4d330713dc7bc99bc1bd18dd0b5a451557f47ede1dcf26289634f6dfb2429"
+        );
+    }
+
     #[test]
     fn tampering_staleness_and_shapes_are_refused() {
         let identity: [(&str, &[u8]); 1] = [("x-user-id", b"u-1")];
