@@ -367,3 +367,154 @@ fn every_migration_is_additive_or_a_marked_contract_step() {
         refused.join("\n")
     );
 }
+
+/// A schema as the previous binary's queries see it: each table's columns (type, nullable,
+/// default) and the unique indexes its `ON CONFLICT`s rely on.
+#[derive(Debug, Default)]
+struct Catalog {
+    columns: std::collections::BTreeMap<(String, String), (String, bool, bool)>,
+    unique_indexes: std::collections::BTreeMap<String, String>,
+}
+
+async fn catalog(db: &TestDb) -> Catalog {
+    let mut found = Catalog::default();
+    let columns = sqlx::query(
+        "SELECT CAST(table_name AS TEXT), CAST(column_name AS TEXT), CAST(data_type AS TEXT), \
+         CAST(is_nullable AS TEXT), CAST(CASE WHEN column_default IS NULL THEN 0 ELSE 1 END AS BIGINT) \
+         FROM information_schema.columns WHERE table_schema = current_schema() \
+         AND table_name <> '_sqlx_migrations'",
+    )
+    .fetch_all(&db.db.pool)
+    .await
+    .expect("columns");
+    for row in &columns {
+        let nullable: String = row.get(3);
+        let has_default: i64 = row.get(4);
+        found.columns.insert(
+            (row.get(0), row.get(1)),
+            (row.get(2), nullable == "YES", has_default == 1),
+        );
+    }
+    let indexes = sqlx::query(
+        "SELECT CAST(indexname AS TEXT), CAST(indexdef AS TEXT) FROM pg_indexes \
+         WHERE schemaname = current_schema() AND indexdef LIKE 'CREATE UNIQUE %'",
+    )
+    .fetch_all(&db.db.pool)
+    .await
+    .expect("indexes");
+    for row in &indexes {
+        found.unique_indexes.insert(row.get(0), row.get(1));
+    }
+    found
+}
+
+/// What `after` does to the previous release's queries, written for `before`.
+fn incompatibilities(before: &Catalog, after: &Catalog) -> Vec<String> {
+    let mut found = Vec::new();
+    let tables: std::collections::BTreeSet<&String> =
+        before.columns.keys().map(|(table, _)| table).collect();
+    for ((table, column), (kind, nullable, _)) in &before.columns {
+        match after.columns.get(&(table.clone(), column.clone())) {
+            None => found.push(format!("{table}.{column} is gone")),
+            Some((new_kind, _, _)) if new_kind != kind => found.push(format!(
+                "{table}.{column} changed type: {kind} → {new_kind}"
+            )),
+            Some((_, false, _)) if *nullable => {
+                found.push(format!("{table}.{column} became NOT NULL"))
+            }
+            _ => {}
+        }
+    }
+    for ((table, column), (_, nullable, has_default)) in &after.columns {
+        let new = !before
+            .columns
+            .contains_key(&(table.clone(), column.clone()));
+        if new && tables.contains(table) && !nullable && !has_default {
+            found.push(format!(
+                "{table}.{column} is new, NOT NULL without a default: the previous binary's inserts fail"
+            ));
+        }
+    }
+    for (name, definition) in &before.unique_indexes {
+        if after.unique_indexes.get(name) != Some(definition) {
+            found.push(format!("unique index {name} is gone or changed"));
+        }
+    }
+    found
+}
+
+/// Each migration in turn on a real PostgreSQL schema: what the schema was before it (the
+/// previous release's, for the last one) must still hold for the previous binary's queries
+/// after it — no table or column gone, no type changed, no column made NOT NULL, no new
+/// NOT NULL column without a default in an existing table, no unique index gone — unless
+/// the file is a marked contract step. The catalog counterpart of the additive rule, which
+/// reads the SQL.
+async fn each_migration_keeps_the_previous_schema_working_with(extra: Option<&str>) -> Vec<String> {
+    let db = TestDb::empty(Engine::Postgres).await;
+    let mut scripts: Vec<(String, String)> = MIGRATOR
+        .iter()
+        .map(|m| {
+            (
+                format!("{:04} {}", m.version, m.description),
+                m.sql.to_string(),
+            )
+        })
+        .collect();
+    if let Some(sql) = extra {
+        scripts.push(("extra".to_owned(), sql.to_owned()));
+    }
+    let mut found = Vec::new();
+    let mut before = catalog(&db).await;
+    for (name, sql) in scripts {
+        sqlx::raw_sql(&sql)
+            .execute(&db.db.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let after = catalog(&db).await;
+        if additive::contract_marker(&sql).is_none() {
+            found.extend(
+                incompatibilities(&before, &after)
+                    .into_iter()
+                    .map(|problem| format!("{name}: {problem}")),
+            );
+        }
+        before = after;
+    }
+    db.drop_schema().await;
+    found
+}
+
+#[tokio::test]
+async fn each_migration_keeps_the_previous_schema_working() {
+    let found = each_migration_keeps_the_previous_schema_working_with(None).await;
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// The guard above can fail: a migration that drops, retypes or tightens is caught, and a
+/// contract step is let through.
+#[tokio::test]
+async fn the_schema_guard_catches_an_incompatible_migration() {
+    let found = each_migration_keeps_the_previous_schema_working_with(Some(
+        "ALTER TABLE reports DROP COLUMN error;
+         ALTER TABLE reports ALTER COLUMN updated_at TYPE TEXT;
+         ALTER TABLE notifications ADD COLUMN priority BIGINT NOT NULL;
+         ALTER TABLE notification_deliveries ALTER COLUMN reason SET NOT NULL;
+         ALTER TABLE notification_idempotency DROP CONSTRAINT notification_idempotency_pkey;",
+    ))
+    .await;
+    assert_eq!(
+        found,
+        [
+            "extra: notification_deliveries.reason became NOT NULL",
+            "extra: reports.error is gone",
+            "extra: reports.updated_at changed type: bigint → text",
+            "extra: notifications.priority is new, NOT NULL without a default: the previous binary's inserts fail",
+            "extra: unique index notification_idempotency_pkey is gone or changed",
+        ]
+    );
+    let contract = each_migration_keeps_the_previous_schema_working_with(Some(
+        "-- contract: 0.2.0\nALTER TABLE reports DROP COLUMN error;",
+    ))
+    .await;
+    assert!(contract.is_empty(), "{contract:?}");
+}
