@@ -28,4 +28,6 @@ fn main() {
         }
     }
     println!("cargo:rerun-if-changed=build.rs");
+    // `sqlx::migrate!` embeds the files: a new or edited migration must rebuild.
+    println!("cargo:rerun-if-changed=migrations");
 }

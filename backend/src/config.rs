@@ -13,7 +13,7 @@ pub use gardien_secrets::Environment;
 /// The database when neither `--database-url` nor the `DATABASE_URL` secret says otherwise.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://gardien.db?mode=rwc";
 
-/// `gardien-backend [serve|migrate] [options]`; every option also reads an environment
+/// `gardien-backend [options] [serve|migrate [up [--dry-run]|status]|check|report-test]`; every option also reads an environment
 /// variable.
 #[derive(Debug, Parser)]
 #[command(
@@ -32,8 +32,12 @@ pub struct Cli {
 pub enum Command {
     /// Serve the API (the default).
     Serve,
-    /// Apply the database migrations and exit.
-    Migrate,
+    /// Apply the database migrations and exit (`migrate` alone is `migrate up`); `migrate
+    /// status` and `migrate up --dry-run` say what would run.
+    Migrate {
+        #[command(subcommand)]
+        action: Option<MigrateAction>,
+    },
     /// Resolve every secret and validate the configuration; say where each secret came
     /// from (never its value) and exit non-zero listing every missing one.
     Check,
@@ -44,6 +48,20 @@ pub enum Command {
         #[arg(long)]
         panic: bool,
     },
+}
+
+/// `gardien-backend migrate …`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum MigrateAction {
+    /// Apply the pending migrations (the default).
+    Up {
+        /// Print the migrations that would run, with their statements, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List every migration: applied (when), pending, changed since applied (checksum
+    /// mismatch), or applied by a newer release; exit 1 on a mismatch or a failed one.
+    Status,
 }
 
 /// Everything the service reads.

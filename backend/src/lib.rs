@@ -16,6 +16,7 @@ pub mod identity;
 pub mod json;
 pub mod logging;
 pub mod metrics;
+pub mod migrations;
 pub mod notifications;
 pub mod openapi;
 pub mod preferences;

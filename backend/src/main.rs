@@ -1,11 +1,14 @@
-//! The `gardien-backend` command: `serve` (the default), `migrate` or `check`. Thin:
+//! The `gardien-backend` command: `serve` (the default), `migrate [up [--dry-run]|status]`,
+//! `check` or `report-test`. Thin:
 //! everything else lives in the library.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use gardien_backend::config::{describe_database, redact_url, Cli, Command, Environment};
+use gardien_backend::config::{
+    describe_database, redact_url, Cli, Command, Environment, MigrateAction,
+};
 use gardien_backend::db::{Db, PoolSettings};
 use gardien_backend::delivery::circuit::Circuits;
 use gardien_backend::delivery::config::DeliveryOptions;
@@ -17,6 +20,7 @@ use gardien_backend::delivery::{
     ChannelState,
 };
 use gardien_backend::metrics::Metrics;
+use gardien_backend::migrations;
 use gardien_backend::{app, AppState};
 use gardien_backend::{logging, ready, secrets};
 use gardien_secrets::SecretLookup;
@@ -133,7 +137,13 @@ async fn main() -> ExitCode {
         tracing::info!("{line}");
     }
     tracing::info!("{database}");
-    let serving = !matches!(cli.command, Some(Command::Migrate));
+    let migrate = match cli.command {
+        Some(Command::Migrate { action }) => {
+            Some(action.unwrap_or(MigrateAction::Up { dry_run: false }))
+        }
+        _ => None,
+    };
+    let serving = migrate.is_none();
     if !serving && environment == Environment::Production && options.database_url.is_none() {
         problems.push(
             "DATABASE_URL: required in production (the secret, or --database-url); nothing to migrate"
@@ -179,13 +189,23 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = db.migrate().await {
-        eprintln!("error: migrations failed on {database}: {e}");
-        return ExitCode::FAILURE;
+    if let Some(action) = migrate {
+        return migrate_command(&db, action, &database).await;
     }
-    if !serving {
-        println!("migrations applied to {database}");
-        return ExitCode::SUCCESS;
+    match migrations::up(&db).await {
+        Ok(before) => {
+            for entry in before.newer() {
+                tracing::warn!(
+                    version = migrations::version(entry.version),
+                    description = entry.description.as_str(),
+                    "a migration applied by a newer release (unknown to this binary)"
+                );
+            }
+        }
+        Err(e) => {
+            eprintln!("error: migrations failed on {database}: {e}");
+            return ExitCode::FAILURE;
+        }
     }
     if store.get(secrets::INTERNAL_SECRET).is_none() {
         tracing::warn!("GARDIEN_INTERNAL_SECRET is not set: identity headers are trusted without gardien's signature (development only)");
@@ -295,6 +315,76 @@ async fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `migrate [up]`, `migrate up --dry-run`, `migrate status`: 0 when done (or, for status
+/// and the dry run, when nothing is wrong), 1 on a checksum mismatch, a failed migration,
+/// or a database error.
+async fn migrate_command(db: &Db, action: MigrateAction, database: &str) -> ExitCode {
+    let status = match migrations::status(db).await {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("error: cannot read the migrations applied to {database}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let problems = status.problems();
+    let pending = status.pending().count();
+    match action {
+        MigrateAction::Status => {
+            println!(
+                "migrations on {database}: {} embedded, {pending} pending",
+                migrations::MIGRATOR.iter().count()
+            );
+            for line in status.lines() {
+                println!("{line}");
+            }
+        }
+        MigrateAction::Up { dry_run: true } => {
+            if problems.is_empty() {
+                if pending == 0 {
+                    println!("nothing to apply: {database} is up to date");
+                }
+                for line in migrations::dry_run_lines(&status) {
+                    println!("{line}");
+                }
+                println!("dry run: {pending} migration(s) would be applied to {database}; nothing was changed");
+            }
+        }
+        MigrateAction::Up { dry_run: false } => {
+            if problems.is_empty() {
+                return match migrations::up(db).await {
+                    Ok(before) => {
+                        for entry in before.newer() {
+                            println!(
+                                "note: {} {} was applied by a newer release (unknown to this binary)",
+                                migrations::version(entry.version),
+                                entry.description
+                            );
+                        }
+                        println!("migrations applied to {database} ({pending} were pending)");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("error: migrations failed on {database}: {e}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
+        }
+    }
+    for problem in &problems {
+        eprintln!("error: {problem}");
+    }
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "{} problem(s) in the migrations of {database}; nothing was applied",
+            problems.len()
+        );
+        ExitCode::FAILURE
     }
 }
 

@@ -50,7 +50,19 @@ fn postgres_url() -> String {
 }
 
 impl TestDb {
+    /// A fresh database with every migration applied.
     pub async fn new(engine: Engine) -> TestDb {
+        let test_db = Self::empty(engine).await;
+        test_db
+            .db
+            .migrate()
+            .await
+            .unwrap_or_else(|e| panic!("migrations on {engine:?}: {e}"));
+        test_db
+    }
+
+    /// A fresh database with nothing in it (no migration run): for the migration tests.
+    pub async fn empty(engine: Engine) -> TestDb {
         match engine {
             Engine::Sqlite => {
                 let dir = tempfile::tempdir().expect("tempdir");
@@ -58,7 +70,6 @@ impl TestDb {
                 let db = Db::connect(&url, PoolSettings::default())
                     .await
                     .expect("sqlite");
-                db.migrate().await.expect("migrations on sqlite");
                 TestDb {
                     url,
                     db,
@@ -94,7 +105,6 @@ impl TestDb {
                 let db = Db::connect(&url, PoolSettings::default())
                     .await
                     .expect("postgres");
-                db.migrate().await.expect("migrations on postgres");
                 TestDb {
                     url,
                     db,
