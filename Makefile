@@ -15,7 +15,7 @@ POLICY_CHECK_ENV := API_UPSTREAM_URL=https://api.example.run.app \
 	GARDIEN_INTERNAL_SECRET=example-internal-secret-of-at-least-32-bytes \
 	REDIS_URL=redis://10.0.0.3:6379
 
-.PHONY: demo test test-alerts test-node build build-release check-policies bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench clean
+.PHONY: demo test test-alerts test-node test-manifests build build-release check-policies bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench clean
 
 demo: deps-build build
 	scripts/demo.sh
@@ -28,6 +28,7 @@ test: deps-test build build-release
 	$(MAKE) test-alerts
 	scripts/contract-test.sh
 	$(MAKE) test-node
+	$(MAKE) test-manifests
 
 # The alert rules are valid and behave as deploy/prometheus/alerts_test.yaml says (promtool,
 # from Debian's `prometheus` package); tests/deploy.rs checks their runbook sections and
@@ -40,6 +41,12 @@ test-alerts: deps-test
 # against the debug `gardien` that `build` makes (GARDIEN_BIN: wherever CARGO_TARGET_DIR put it).
 test-node: deps-test build
 	cd clients/node && GARDIEN_BIN=$(abspath $(or $(CARGO_TARGET_DIR),target)/debug/gardien) npm test
+
+# deploy/cloudrun and deploy/gke against the Kubernetes schemas, offline and strict
+# (kubernetes-validate from PyPI, in its own virtual environment); tests/manifests.rs checks
+# they agree with the policy, env-docs and docs/DEPLOYMENT.md.
+test-manifests: deps-test
+	scripts/validate-manifests.sh
 
 build:
 	$(CARGO) build --workspace --bins --examples

@@ -52,6 +52,10 @@ fn metrics_in(expr: &str) -> Vec<String> {
     let bytes = expr.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
+        if !expr.is_char_boundary(i) {
+            i += 1;
+            continue;
+        }
         let starts = (expr[i..].starts_with("gardien_") || expr[i..].starts_with("process_"))
             && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_'));
         if starts {
@@ -133,7 +137,14 @@ fn every_runbook_section_is_an_alert() {
         .iter()
         .filter_map(|r| r["alert"].as_str())
         .collect();
-    for line in read("docs/RUNBOOK.md").lines() {
+    // The alert sections come before `# Procedures` (the everyday changes).
+    let runbook = read("docs/RUNBOOK.md");
+    let alerts_part = runbook.split("\n# Procedures").next().expect("text");
+    assert!(
+        runbook.contains("\n# Procedures\n"),
+        "RUNBOOK.md has its procedures"
+    );
+    for line in alerts_part.lines() {
         if let Some(section) = line.strip_prefix("## ") {
             assert!(
                 names.contains(&section),
@@ -223,5 +234,50 @@ fn monitoring_manifests_scrape_the_metrics_ports() {
             Some(port),
             "{file}"
         );
+    }
+}
+
+/// The procedures the runbook must carry (issue 12), each a section under `# Procedures`.
+const PROCEDURES: [&str; 8] = [
+    "Validate a deployment",
+    "Rotate the JWT signing keys",
+    "Rotate the identity secret",
+    "Rotate the provider keys",
+    "Change a rate limit",
+    "Add a frontend origin",
+    "Drain a replica",
+    "Restore the database",
+];
+
+#[test]
+fn the_runbook_has_every_procedure() {
+    let runbook = read("docs/RUNBOOK.md");
+    let procedures = runbook
+        .split("\n# Procedures\n")
+        .nth(1)
+        .expect("RUNBOOK.md: no `# Procedures`");
+    for procedure in PROCEDURES {
+        assert!(
+            procedures.contains(&format!("\n## {procedure}\n")),
+            "RUNBOOK.md: no procedure `{procedure}`"
+        );
+    }
+}
+
+/// A metric the runbook or the deployment guide tells an operator to look at exists.
+#[test]
+fn every_metric_the_runbook_and_the_guide_name_is_exported() {
+    let exported = exported();
+    for file in ["docs/RUNBOOK.md", "docs/DEPLOYMENT.md"] {
+        for name in metrics_in(&read(file)) {
+            // `gardien_backend` alone is the crate's name, not a metric.
+            if name == "gardien_backend" {
+                continue;
+            }
+            assert!(
+                exported.contains(&name),
+                "{file} names {name}, which neither binary exports"
+            );
+        }
     }
 }

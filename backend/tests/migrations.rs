@@ -34,14 +34,21 @@ impl std::fmt::Display for Run {
 
 /// `gardien-backend ARGS` in dev on `database`, killed if it has not exited within 30 s.
 fn backend(args: &[&str], database: &str) -> Run {
+    backend_in("dev", args, database)
+}
+
+/// `gardien-backend ARGS` in `environment` on `database`, with nothing else configured (no
+/// secrets directory, no Secret Manager, no delivery settings).
+fn backend_in(environment: &str, args: &[&str], database: &str) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_gardien-backend"))
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("GARDIEN_ENVIRONMENT", "dev")
+        .env("GARDIEN_ENVIRONMENT", environment)
         .env("GARDIEN_LOG", "warn")
+        .env("SECRETS_DIR", dir.path().join("no-secrets"))
         .env("DATABASE_URL", database)
         .env("BACKEND_LISTEN", "127.0.0.1:0")
         .current_dir(dir.path())
@@ -162,6 +169,25 @@ async fn status_and_dry_run_change_nothing_then_up_applies(engine: Engine) {
     assert_eq!(up.code, Some(0), "{up}");
     assert!(up.stdout.contains("(0 were pending)"), "{up}");
     db.drop_schema().await;
+}
+
+/// The release's migration job (deploy/cloudrun/migrate-job.yaml, deploy/gke/migrate-job.yaml)
+/// runs in production with the database alone: no delivery provider, no internal secret.
+/// Serving in production with the same environment is refused (it needs both).
+#[tokio::test]
+async fn production_migrates_with_the_database_alone() {
+    let db = TestDb::empty(Engine::Postgres).await;
+    let up = backend_in("production", &["migrate", "up"], &db.url);
+    assert_eq!(up.code, Some(0), "{up}");
+    let status = backend_in("production", &["migrate", "status"], &db.url);
+    assert_eq!(status.code, Some(0), "{status}");
+    let count = MIGRATOR.iter().count();
+    assert!(
+        status.stdout.contains(&format!("{count} embedded, 0 pending")),
+        "{status}"
+    );
+    let serve = backend_in("production", &[], &db.url);
+    assert_eq!(serve.code, Some(1), "serving needs more than the database: {serve}");
 }
 
 #[tokio::test]
