@@ -305,9 +305,13 @@ async fn an_upgrade_then_a_downgrade_under_load_lose_no_request_and_refuse_no_co
     }
 
     for (name, tally) in ["fresh", "keep-alive"].iter().zip(&tallies) {
+        let mut by_process = std::collections::BTreeMap::new();
+        for (by, n) in &tally.answered_by {
+            *by_process.entry(by.as_str()).or_insert(0) += n;
+        }
         eprintln!(
-            "{name}: {} answered, {} retried, {} refused, answered by {:?}",
-            tally.answered, tally.retried, tally.refused, tally.answered_by
+            "{name}: {} answered, {} retried, {} refused, answered by {by_process:?}",
+            tally.answered, tally.retried, tally.refused
         );
         assert!(
             tally.failures.is_empty() && tally.refused == 0,
