@@ -63,7 +63,9 @@ pub fn default_upgrade_socket(listen: SocketAddr) -> PathBuf {
     PathBuf::from(format!("/tmp/gardien-upgrade-{}.sock", listen.port()))
 }
 
-/// Starts the gateway and serves until SIGTERM (graceful) or SIGINT (fast). Returns only
+/// Starts the gateway and serves until SIGTERM (graceful), SIGQUIT (graceful, after handing
+/// the listening sockets to a process started with `takeover.upgrade`) or SIGINT (fast).
+/// Returns only
 /// when the server stops, or with an error before it starts. `policy_path` is read again
 /// on SIGHUP, when it changes, and when a secret in `secrets` (already resolved for
 /// `policy`) rotates. Once both listeners accept connections, their addresses are logged

@@ -28,7 +28,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The load runs at most this long, and each client sends at most this many requests.
-const LOAD_LIMIT: Duration = Duration::from_secs(45);
+const LOAD_LIMIT: Duration = Duration::from_secs(30);
 const MAX_REQUESTS: usize = 20_000;
 /// Each request waits this long at the upstream, so some are always in flight.
 const PATH: &str = "/api/slow/20";
