@@ -15,6 +15,11 @@
 //! without the gateway's JSON error, and lets a missing `Host` through). No Pingora patch
 //! is needed.
 //!
+//! h2c (`server.h2c`): on a new connection [`sniff_h2_preface`] reads until the bytes are
+//! the HTTP/2 preface or cannot become it, against the head deadline, and puts them back.
+//! A preface goes to Pingora's own loop, which serves the connection as HTTP/2 (one task per
+//! stream, the proxy's phases unchanged); anything else takes the HTTP/1 loop above.
+//!
 //! Connection count: a [`Slot`] held for the life of `process_new` counts each open
 //! connection. [`ConnectionLimit`], Pingora's `ConnectionFilter`, runs in the accept loop
 //! and closes a new connection when `max_connections` are open, before any task or buffer
@@ -33,6 +38,7 @@ use http::HeaderMap;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::listeners::ConnectionFilter;
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,7 +54,9 @@ use crate::policy::Policy;
 /// handed over as is: Pingora's parser then answers `400` at once.
 const MAX_HEAD_BYTES: usize = 1_048_575;
 /// Pingora's `MAX_HEADERS`, so both parsers agree on what a complete head is.
-const MAX_HEADERS: usize = 256;
+pub(crate) const MAX_HEADERS: usize = 256;
+/// How every HTTP/2 connection starts (RFC 9113 §3.4); Pingora's `H2_PREFACE` is private.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Pingora's first header buffer.
 const HEAD_BUFFER: usize = 4096;
 /// How long the `408` may take to write, and how long what the client still sends is read
@@ -155,14 +163,26 @@ where
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let _slot = self.connections.open()?;
-        let other_protocol = self
-            .app
-            .server_options()
-            .is_some_and(|o| o.h2c || o.force_custom);
-        if other_protocol || stream.get_ssl_digest().is_some() {
-            // TLS or HTTP/2 (gardien listens on neither today): Pingora's own loop.
+        let custom = self.app.server_options().is_some_and(|o| o.force_custom);
+        if custom || stream.get_ssl_digest().is_some() || !stream.as_any().is::<L4Stream>() {
+            // TLS or a custom protocol (gardien listens on neither today): Pingora's own loop.
             return ServerApp::process_new(&self.app, stream, shutdown).await;
         }
+        let (h2c, header_timeout) = {
+            let policy = self.policy.load();
+            (policy.server.h2c, policy.server.request_header_timeout)
+        };
+        let stream = if h2c {
+            match sniff_h2_preface(stream, header_timeout).await? {
+                // Pingora's loop finds the preface again and serves the connection as HTTP/2.
+                Sniffed::Http2(stream) => {
+                    return ServerApp::process_new(&self.app, stream, shutdown).await
+                }
+                Sniffed::Http1(stream) => stream,
+            }
+        } else {
+            stream
+        };
         self.serve_http1(stream, shutdown).await;
         None
     }
@@ -275,6 +295,40 @@ where
             }
         }
     }
+}
+
+/// What the first bytes of a connection on an h2c listener are.
+enum Sniffed {
+    /// The HTTP/2 connection preface (RFC 9113 §3.4), put back to be read again.
+    Http2(Stream),
+    /// Anything else (put back too): an HTTP/1 request, or a head [`read_head`] refuses.
+    Http1(Stream),
+}
+
+/// Reads the first bytes of a new connection until they are the HTTP/2 preface or cannot
+/// become it, within `header_timeout` (Pingora's own sniff waits for 24 bytes without a
+/// deadline, which a short HTTP/1.0 request never sends), then puts them back into the
+/// stream. `None`: the client closed first or sent nothing in time.
+async fn sniff_h2_preface(stream: Stream, header_timeout: Duration) -> Option<Sniffed> {
+    let mut l4 = stream.into_any().downcast::<L4Stream>().ok()?;
+    let deadline = Instant::now() + header_timeout;
+    let mut buf = BytesMut::with_capacity(HEAD_BUFFER);
+    while buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&buf) {
+        match timeout_at(deadline, l4.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            // Part of a request but not all of it in time: the HTTP/1 path answers `408`.
+            Err(_) if !buf.is_empty() => break,
+            _ => return None,
+        }
+    }
+    let http2 = buf.starts_with(H2_PREFACE);
+    l4.rewind(&buf);
+    let stream: Stream = l4;
+    Some(if http2 {
+        Sniffed::Http2(stream)
+    } else {
+        Sniffed::Http1(stream)
+    })
 }
 
 /// What reading one request head gave.

@@ -36,6 +36,15 @@ enum Command {
         /// this is how a supervisor or a test learns the ports.
         #[arg(long, env = "GARDIEN_READY_FILE")]
         ready_file: Option<PathBuf>,
+        /// Take over the listening sockets of the gardien running with the same `listen`
+        /// and `admin_listen` (send it SIGQUIT once this one has started): it hands them
+        /// over and drains, and no connection is refused (docs/RUNBOOK.md).
+        #[arg(long)]
+        upgrade: bool,
+        /// The unix socket the sockets go through on an upgrade; both processes must use
+        /// the same. Default `/tmp/gardien-upgrade-<listen port>.sock`.
+        #[arg(long, value_name = "PATH")]
+        upgrade_socket: Option<PathBuf>,
     },
     /// Validate a policy and the environment it reads; list every problem.
     Check {
@@ -57,7 +66,19 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check { policy } => check(&policy),
-        Command::Run { policy, ready_file } => run(&policy, ready_file),
+        Command::Run {
+            policy,
+            ready_file,
+            upgrade,
+            upgrade_socket,
+        } => run(
+            &policy,
+            ready_file,
+            gardien::server::Takeover {
+                upgrade,
+                socket: upgrade_socket,
+            },
+        ),
         Command::ReportTest { policy, panic } => report_test(&policy, panic),
     }
 }
@@ -138,7 +159,7 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn run(path: &Path, ready_file: Option<PathBuf>) -> ExitCode {
+fn run(path: &Path, ready_file: Option<PathBuf>, takeover: gardien::server::Takeover) -> ExitCode {
     init_logging();
     let resolved = match resolve_secrets(path) {
         Ok(Some(resolved)) => resolved,
@@ -206,6 +227,7 @@ fn run(path: &Path, ready_file: Option<PathBuf>) -> ExitCode {
         path.to_path_buf(),
         resolved.store,
         ready_file,
+        takeover,
     ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -196,7 +196,8 @@ impl Gateway {
             .write_preflight_headers(origin, &mut headers);
         ctx.policy.security_headers.apply(&mut headers);
         headers.insert(X_REQUEST_ID, ctx.request_id().header_value().clone());
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        // No `Content-Length`: a 204 must not carry one (RFC 9110 §8.6; HTTP/2 drops it),
+        // and Pingora's HTTP/1.1 writer knows a 204 has no body, so keep-alive holds.
         let response = response_header(StatusCode::NO_CONTENT, http::Version::HTTP_11, headers);
         session
             .write_response_header(Box::new(response), true)
@@ -675,7 +676,12 @@ impl ProxyHttp for Gateway {
         if let Some(upstream) = upstream {
             let incoming = &session.req_header().headers;
             if !upstream.preserve_host {
-                if let Some(host) = incoming.get(header::HOST).cloned() {
+                // HTTP/2 carries the host in `:authority`, usually without a `Host` header.
+                let host = incoming.get(header::HOST).cloned().or_else(|| {
+                    let authority = session.req_header().uri.authority()?;
+                    HeaderValue::from_str(authority.as_str()).ok()
+                });
+                if let Some(host) = host {
                     headers.insert(X_FORWARDED_HOST, host);
                 }
                 headers.insert(header::HOST, upstream.host_header.clone());

@@ -10,8 +10,10 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::TcpSocketOptions;
 use pingora::prelude::*;
+use pingora::protocols::http::v2::server::{default_h2_options, H2Options};
 use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::{background_service, BackgroundService};
@@ -39,9 +41,31 @@ pub enum StartError {
     },
     #[error("cannot create the metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("--upgrade takes over the sockets of the running gardien by address, and {what} asks for port 0: set it to the address that process bound (its ready file or its `gardien listening` log line)")]
+    UpgradeFromPortZero { what: &'static str },
 }
 
-/// Starts the gateway and serves until SIGTERM (graceful) or SIGINT (fast). Returns only
+/// How `gardien run` gets its listening sockets: bound here, or taken over from the gardien
+/// already serving the same addresses (Pingora's graceful upgrade).
+#[derive(Debug, Clone, Default)]
+pub struct Takeover {
+    /// `--upgrade`: receive the listening sockets from the running process, which sends them
+    /// on `SIGQUIT` and then drains; bind nothing.
+    pub upgrade: bool,
+    /// `--upgrade-socket`: where the new process waits for the sockets and where this one
+    /// sends its own on `SIGQUIT`. Default [`default_upgrade_socket`].
+    pub socket: Option<PathBuf>,
+}
+
+/// The upgrade socket when `--upgrade-socket` is not given: one per proxy port, so the
+/// old and the new process of the same `listen` find each other without a flag.
+pub fn default_upgrade_socket(listen: SocketAddr) -> PathBuf {
+    PathBuf::from(format!("/tmp/gardien-upgrade-{}.sock", listen.port()))
+}
+
+/// Starts the gateway and serves until SIGTERM (graceful), SIGQUIT (graceful, after handing
+/// the listening sockets to a process started with `takeover.upgrade`) or SIGINT (fast).
+/// Returns only
 /// when the server stops, or with an error before it starts. `policy_path` is read again
 /// on SIGHUP, when it changes, and when a secret in `secrets` (already resolved for
 /// `policy`) rotates. Once both listeners accept connections, their addresses are logged
@@ -51,9 +75,23 @@ pub fn run(
     policy_path: PathBuf,
     secrets: Arc<SecretStore>,
     ready_file: Option<PathBuf>,
+    takeover: Takeover,
 ) -> Result<(), StartError> {
-    let listen = Listener::claim(policy.listen, "listen")?;
-    let admin_listen = Listener::claim(policy.admin_listen, "admin_listen")?;
+    let (listen, admin_listen) = if takeover.upgrade {
+        (
+            Listener::inherit(policy.listen, "listen")?,
+            Listener::inherit(policy.admin_listen, "admin_listen")?,
+        )
+    } else {
+        (
+            Listener::claim(policy.listen, "listen")?,
+            Listener::claim(policy.admin_listen, "admin_listen")?,
+        )
+    };
+    let upgrade_socket = takeover
+        .socket
+        .clone()
+        .unwrap_or_else(|| default_upgrade_socket(listen.address));
     let metrics = Arc::new(Metrics::new()?);
     let text = std::fs::read_to_string(&policy_path).unwrap_or_default();
     let (hash, loaded) = (
@@ -67,22 +105,42 @@ pub fn run(
         loaded,
     ));
 
+    // After SIGTERM, or SIGQUIT once the sockets are sent: the listeners stop accepting,
+    // requests in flight have the grace period to finish (idle keep-alive connections
+    // close at once, busy ones answer with `Connection: close`), then the runtimes stop.
+    let grace = policy.server.graceful_shutdown_timeout.as_secs();
     let conf = ServerConf {
         threads: policy.server.threads,
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(policy.server.graceful_shutdown_timeout.as_secs()),
+        grace_period_seconds: Some(grace),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: upgrade_socket.display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let options = Opt {
+        upgrade: takeover.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(options, conf);
+    if takeover.upgrade {
+        tracing::info!(socket = %upgrade_socket.display(), "upgrade: waiting for the running gardien's sockets (send it SIGQUIT)");
+    }
+    // With --upgrade, blocks until the old process sends its sockets (or exits the process
+    // after Pingora's retries, about 6 s, with the reason logged).
     server.bootstrap();
+    if takeover.upgrade {
+        tracing::info!(listen = %listen.address, admin_listen = %admin_listen.address, "upgrade: listening sockets received");
+    }
 
     let shared = Arc::new(ArcSwap::from_pointee(policy));
 
     let connections = Connections::new(Arc::clone(&shared), Arc::clone(&metrics));
-    let gateway = pingora::proxy::http_proxy(
+    let mut gateway = pingora::proxy::http_proxy(
         &server.configuration,
         Gateway::new(Arc::clone(&shared), Arc::clone(&metrics)),
     );
+    let settings = shared.load().server.clone();
+    gateway.server_options = Some(h2c_options(&settings));
+    gateway.h2_options = Some(h2_options(&settings));
     let mut proxy = Service::new(
         "gardien proxy".to_owned(),
         Downstream::new(gateway, Arc::clone(&shared), Arc::clone(&connections)),
@@ -168,10 +226,35 @@ pub fn run(
     server.add_service(reloader);
     server.add_service(keys);
     server.add_service(secret_refresh);
-    server.add_service(ready);
-    tracing::info!(listen = %listen.address, admin_listen = %admin_listen.address, "gardien started");
+    // Once the policy is warmed up, as the proxy: with --upgrade the inherited sockets
+    // accept connections before this process serves them (the old one still does).
+    let ready = server.add_service(ready);
+    ready.add_dependency(&control);
+    tracing::info!(listen = %listen.address, admin_listen = %admin_listen.address, upgrade_socket = %upgrade_socket.display(), "gardien started");
     server.run(pingora::server::RunArgs::default());
     Ok(())
+}
+
+/// The proxy app's HTTP options. `h2c` is on for the app whatever the policy says:
+/// [`Downstream`] decides per new connection from the running policy's `server.h2c`, and
+/// hands Pingora only the connections that start with the HTTP/2 preface. An idle HTTP/2
+/// connection is closed after `server.keepalive_timeout`, as an idle HTTP/1.1 one is.
+fn h2c_options(settings: &crate::policy::ServerSettings) -> HttpServerOptions {
+    let mut options = HttpServerOptions::default();
+    options.h2c = true;
+    options.h2_idle_timeout = settings.keepalive_timeout;
+    options
+}
+
+/// HTTP/2 settings: Pingora's bounded defaults, with a header list large enough that every
+/// head `server.max_header_bytes` refuses reaches the gateway's own `431` (HPACK counts 32
+/// bytes more per header than gardien does).
+fn h2_options(settings: &crate::policy::ServerSettings) -> H2Options {
+    let mut options = default_h2_options();
+    let per_header = 32 * crate::downstream::MAX_HEADERS;
+    let list = settings.max_header_bytes.saturating_add(per_header + 1);
+    options.max_header_list_size(u32::try_from(list).unwrap_or(u32::MAX));
+    options
 }
 
 /// One listening address of the gateway, claimed before Pingora binds it.
@@ -219,6 +302,18 @@ impl Listener {
         Ok(Listener {
             address,
             reservation: Some(socket),
+        })
+    }
+
+    /// With `--upgrade`: the socket the running process listens on at `requested`, which
+    /// Pingora receives keyed by that address. Port 0 names no socket to take over.
+    fn inherit(requested: SocketAddr, what: &'static str) -> Result<Self, StartError> {
+        if requested.port() == 0 {
+            return Err(StartError::UpgradeFromPortZero { what });
+        }
+        Ok(Listener {
+            address: requested,
+            reservation: None,
         })
     }
 
@@ -480,6 +575,23 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, vec!["gardien.ready"]);
+    }
+
+    #[test]
+    fn an_upgrade_takes_over_named_addresses_through_a_socket_named_after_the_port() {
+        let fixed: SocketAddr = "0.0.0.0:8080".parse().expect("address");
+        assert_eq!(
+            default_upgrade_socket(fixed),
+            PathBuf::from("/tmp/gardien-upgrade-8080.sock")
+        );
+        let inherited = Listener::inherit(fixed, "listen").expect("a fixed address");
+        assert_eq!(inherited.address, fixed);
+        assert!(inherited.reservation.is_none(), "nothing is bound");
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        let Err(error) = Listener::inherit(any, "admin_listen") else {
+            panic!("port 0 names no socket to take over");
+        };
+        assert!(error.to_string().contains("admin_listen asks for port 0"));
     }
 
     #[test]

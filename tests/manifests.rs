@@ -196,6 +196,16 @@ fn the_gateway_manifests_listen_where_the_policy_does_and_probe_the_admin_listen
     let ports = seq(&gateway["ports"]);
     assert_eq!(ports.len(), 1, "Cloud Run serves one port");
     assert_eq!(ports[0]["containerPort"].as_u64(), Some(serving));
+    // Cloud Run sends only HTTP/2 to a port named h2c: the policy must accept it.
+    match ports[0]["name"].as_str() {
+        Some("h2c") => assert_eq!(
+            production_policy()["server"]["h2c"].as_bool(),
+            Some(true),
+            "an h2c port needs `server.h2c: true` in policies/production.yaml"
+        ),
+        Some("http1") => {}
+        other => panic!("Cloud Run port name {other:?}: h2c or http1"),
+    }
     for (path, port) in probes(gateway) {
         assert!(ADMIN_PROBE_PATHS.contains(&path.as_str()), "{path}");
         assert_eq!(probe_port(gateway, &port), admin, "Cloud Run probe {path}");

@@ -578,6 +578,7 @@ fn server_settings(spec: &ServerSpec, diag: &mut Diagnostics) -> ServerSettings 
         keepalive_timeout: (!keepalive_timeout.is_zero()).then_some(keepalive_timeout),
         max_connections: spec.max_connections,
         watch_policy: spec.watch_policy.unwrap_or(true),
+        h2c: spec.h2c.unwrap_or(false),
         threads,
         graceful_shutdown_timeout: spec
             .graceful_shutdown_timeout
@@ -857,6 +858,18 @@ cors:
                 .collect();
             assert_eq!(paths, vec!["server.access_log.sample"], "{bad}");
         }
+    }
+
+    #[test]
+    fn h2c_is_off_by_default_and_must_be_a_boolean() {
+        let server = parse(MINIMAL, &no_env()).expect("valid").policy.server;
+        assert!(!server.h2c);
+        let text = format!("{MINIMAL}server: {{ h2c: true }}\n");
+        assert!(parse(&text, &no_env()).expect("valid").policy.server.h2c);
+        let text = format!("{MINIMAL}server: {{ h2c: \"yes please\" }}\n");
+        let problems = problems(&text, &no_env());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "server.h2c", "{problems:?}");
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub struct ServerSettings {
     pub max_connections: Option<usize>,
     /// Share of requests written to the access log (`server.access_log.sample`), 0 to 1.
     pub access_log_sample: f64,
+    /// `listen` also serves prior-knowledge HTTP/2 (h2c), decided per new connection.
+    pub h2c: bool,
 }
 
 impl Policy {

@@ -255,6 +255,9 @@ pub struct ServerSpec {
     pub max_connections: Option<usize>,
     /// The access log (one line per request, Cloud Logging's `httpRequest`). Default off.
     pub access_log: Option<AccessLogSpec>,
+    /// Also serve cleartext HTTP/2 with prior knowledge (h2c) on `listen`, next to
+    /// HTTP/1.1: what Cloud Run's end-to-end HTTP/2 sends. Default false.
+    pub h2c: Option<bool>,
 }
 
 /// `server.access_log`.

@@ -245,6 +245,7 @@ pub struct GatewayProcess {
     pub base: String,
     pub admin: String,
     log: PathBuf,
+    ready: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -282,6 +283,21 @@ impl GatewayProcess {
         env: &[(&str, &str)],
         dir: tempfile::TempDir,
     ) -> Self {
+        let mut gateway = Self::spawn(binary, path, env, &[], dir);
+        gateway.wait_started().await;
+        gateway
+    }
+
+    /// Spawns `gardien run --policy <path> --ready-file … <args>` and returns at once (its
+    /// addresses are unknown until [`Self::wait_started`]): for a start that needs something
+    /// else to happen first (`--upgrade` waits for the old process's sockets).
+    pub fn spawn(
+        binary: &Path,
+        path: &Path,
+        env: &[(&str, &str)],
+        args: &[&std::ffi::OsStr],
+        dir: tempfile::TempDir,
+    ) -> Self {
         let log = dir.path().join("gardien.log");
         let ready = dir.path().join("gardien.ready");
         let log_file = std::fs::File::create(&log).expect("log file");
@@ -291,6 +307,7 @@ impl GatewayProcess {
             .arg(path)
             .arg("--ready-file")
             .arg(&ready)
+            .args(args)
             .env_remove("FRONTEND_URL")
             // Secrets come from `env` only, never from this machine's Google project or
             // /run/secrets (tests that want files or Secret Manager set these).
@@ -307,13 +324,29 @@ impl GatewayProcess {
         for (name, value) in env {
             command.env(name, value);
         }
-        let mut child = command.spawn().expect("spawn gardien");
-        let Some(text) = wait_ready_file(&ready, &mut child, Duration::from_secs(30)).await else {
-            let _ = child.kill();
-            let _ = child.wait();
+        let child = command.spawn().expect("spawn gardien");
+        GatewayProcess {
+            child,
+            policy: path.to_path_buf(),
+            base: String::new(),
+            admin: String::new(),
+            log,
+            ready,
+            _dir: dir,
+        }
+    }
+
+    /// Waits (30 s at most) for the ready file of a [`Self::spawn`]ed gateway, takes its
+    /// addresses, and waits for `/healthz`.
+    pub async fn wait_started(&mut self) {
+        let ready = self.ready.clone();
+        let Some(text) = wait_ready_file(&ready, &mut self.child, Duration::from_secs(30)).await
+        else {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
             panic!(
                 "gardien did not write its ready file in 30s:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
+                self.log()
             );
         };
         let address = |key: &str| {
@@ -322,17 +355,33 @@ impl GatewayProcess {
                 .unwrap_or_else(|| panic!("`{key}` in the ready file: {text:?}"))
                 .to_owned()
         };
-        let (listen, admin_listen) = (address("listen="), address("admin_listen="));
-        let mut gateway = GatewayProcess {
-            child,
-            policy: path.to_path_buf(),
-            base: format!("http://{listen}"),
-            admin: format!("http://{admin_listen}"),
-            log,
-            _dir: dir,
-        };
-        gateway.wait_healthy().await;
-        gateway
+        self.base = format!("http://{}", address("listen="));
+        self.admin = format!("http://{}", address("admin_listen="));
+        self.wait_healthy().await;
+    }
+
+    /// Sends a signal (`"QUIT"`, `"TERM"`, `"HUP"`…) with `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {}", self.child.id());
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, or `None` if still running.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn wait_healthy(&mut self) {
