@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::config::{check_base_url, EmailSender};
-use super::declaration::{ProviderDeclaration, SecretDeclaration, Variable};
+use super::declaration::{ProviderDeclaration, SecretDeclaration};
 use super::variables;
 use super::{http, secret, ProvidersConfig, SecretUse, SetupError, DEFAULT_TIMEOUT};
 use crate::delivery::config::NotifyMode;

@@ -20,7 +20,7 @@ use lettre::transport::smtp::response::Response;
 use lettre::Address;
 
 use super::config::EmailSender;
-use super::declaration::{ProviderDeclaration, SecretDeclaration, Variable};
+use super::declaration::{ProviderDeclaration, SecretDeclaration};
 use super::variables;
 use super::{secret, ProvidersConfig, SecretUse, SetupError, DEFAULT_TIMEOUT};
 use crate::delivery::config::NotifyMode;
