@@ -73,10 +73,6 @@ fn the_default_output_is_a_table_for_a_terminal() {
 /// Literals that look like variables but are not read as such, and why.
 const NOT_RUNTIME_VARIABLES: &[(&str, &str)] = &[
     (
-        "GARDIEN_GIT_COMMIT",
-        "build time: `option_env!`, set by build.rs; never read by a running binary",
-    ),
-    (
         "JWT_SECRET",
         "gardien-secrets' development default for the secret a policy may name in `jwt.issuers[].secret` (no shipped policy does; the prose of docs/ENVIRONMENT.md says so)",
     ),

@@ -66,8 +66,9 @@ pub struct Literal {
 
 /// Every name-like literal in the code (not the tests) of the `.rs` files under `roots`:
 /// each `"UPPER_CASE"` literal with a `_`, and any upper-case literal right after
-/// `var(`, `var_os(` or `env = ` (so `std::env::var("HOSTNAME")` counts). A file's
-/// code ends at its first `#[cfg(test)]` line; comment lines are skipped.
+/// `var(`, `var_os(` or `env = ` (so `std::env::var("HOSTNAME")` counts), but not the
+/// compile-time `env!("…")` / `option_env!("…")`. A file's code ends at its first
+/// `#[cfg(test)]` line; comment lines are skipped.
 pub fn variable_like_literals(roots: &[PathBuf]) -> Vec<Literal> {
     let mut files = Vec::new();
     for root in roots {
@@ -137,7 +138,9 @@ fn literals_in(line: &str) -> Vec<String> {
             let read = before.ends_with("var(")
                 || before.ends_with("var_os(")
                 || before.ends_with("env =");
-            if name.contains('_') || read {
+            // `env!` / `option_env!`: the compiler reads those, not the running binary.
+            let compile_time = before.ends_with("env!(");
+            if (name.contains('_') || read) && !compile_time {
                 found.push(name.to_owned());
             }
             i = end + 1;
@@ -182,5 +185,8 @@ mod tests {
         let line = r#"let a = std::env::var("HOSTNAME"); f("SOME_VAR", "Not_This", "GET", "\"ESC_APED\"");"#;
         assert_eq!(literals_in(line), vec!["HOSTNAME", "SOME_VAR"]);
         assert_eq!(literals_in(r#"#[arg(long, env = "PORT")]"#), vec!["PORT"]);
+        assert!(
+            literals_in(r#"(env!("CARGO_PKG_VERSION"), option_env!("GIT_COMMIT"))"#).is_empty()
+        );
     }
 }
