@@ -15,7 +15,11 @@ POLICY_CHECK_ENV := API_UPSTREAM_URL=https://api.example.run.app \
 	GARDIEN_INTERNAL_SECRET=example-internal-secret-of-at-least-32-bytes \
 	REDIS_URL=redis://10.0.0.3:6379
 
+<<<<<<< HEAD
 .PHONY: demo test test-alerts test-node test-manifests build build-release check-policies bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench clean
+=======
+.PHONY: demo test test-alerts test-node build build-release check-policies env-docs bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench clean
+>>>>>>> i12-envdocs
 
 demo: deps-build build
 	scripts/demo.sh
@@ -65,6 +69,11 @@ check-policies: build
 		done; \
 		env $(POLICY_CHECK_ENV) GARDIEN_CLIENT_IP=cloud_run target/debug/gardien check --policy $$policy || exit 1; \
 	done
+
+# docs/ENVIRONMENT.md's generated blocks, from `gardien env-docs` and `gardien-backend
+# env-docs` (tests/env_docs.rs and backend/tests/env_docs.rs fail when they drift).
+env-docs: deps-build
+	CARGO="$(CARGO)" scripts/env-docs.sh
 
 bench: deps-build
 	$(CARGO) bench --bench cors --bench jwt --bench rate_limit

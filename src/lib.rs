@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod downstream;
 pub mod edge;
+pub mod env_docs;
 pub mod error_reports;
 pub mod gateway_error;
 pub mod policy;

@@ -1,5 +1,5 @@
-//! The `gardien` command: `run` serves a policy, `check` validates one. Thin on purpose:
-//! everything else lives in the library.
+//! The `gardien` command: `run` serves a policy, `check` validates one, `env-docs` lists
+//! the variables it reads. Thin on purpose: everything else lives in the library.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,7 +34,7 @@ enum Command {
         /// Once both listeners accept connections, write their addresses here (atomically):
         /// `listen=IP:PORT` and `admin_listen=IP:PORT` lines. With port 0 in the policy,
         /// this is how a supervisor or a test learns the ports.
-        #[arg(long, env = "GARDIEN_READY_FILE")]
+        #[arg(long, env = gardien::env_docs::GARDIEN_READY_FILE.name)]
         ready_file: Option<PathBuf>,
         /// Take over the listening sockets of the gardien running with the same `listen`
         /// and `admin_listen` (send it SIGQUIT once this one has started): it hands them
@@ -61,6 +61,20 @@ enum Command {
         #[arg(long)]
         panic: bool,
     },
+    /// Print every environment variable gardien and its shipped policies read, with its
+    /// default per environment and its meaning (docs/ENVIRONMENT.md is made from it).
+    EnvDocs {
+        /// `table` for a terminal, `markdown` for docs/ENVIRONMENT.md's generated block.
+        #[arg(long, value_enum, default_value_t = EnvDocsFormat::Table)]
+        format: EnvDocsFormat,
+    },
+}
+
+/// How `gardien env-docs` prints.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum EnvDocsFormat {
+    Table,
+    Markdown,
 }
 
 fn main() -> ExitCode {
@@ -80,6 +94,16 @@ fn main() -> ExitCode {
             },
         ),
         Command::ReportTest { policy, panic } => report_test(&policy, panic),
+        Command::EnvDocs { format } => {
+            print!(
+                "{}",
+                match format {
+                    EnvDocsFormat::Table => gardien::env_docs::table(),
+                    EnvDocsFormat::Markdown => gardien::env_docs::markdown_block(),
+                }
+            );
+            ExitCode::SUCCESS
+        }
     }
 }
 

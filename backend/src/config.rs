@@ -8,10 +8,58 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use gardien_secrets::catalog::EnvVar;
 pub use gardien_secrets::Environment;
 
 /// The database when neither `--database-url` nor the `DATABASE_URL` secret says otherwise.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://gardien.db?mode=rwc";
+
+/// The variables [`Options`] reads (each option's `env`), for `gardien-backend env-docs`.
+pub const GARDIEN_ENVIRONMENT: EnvVar = EnvVar::plain(
+    "GARDIEN_ENVIRONMENT",
+    "`production`",
+    "`dev`, `staging` or `production` (the columns of this table): outside `dev`, `GARDIEN_INTERNAL_SECRET` is required and a missing required secret refuses the start; development defaults fill missing secrets only in `dev`",
+);
+pub const BACKEND_LISTEN: EnvVar = EnvVar::plain(
+    "BACKEND_LISTEN",
+    "`127.0.0.1:8081`",
+    "address to listen on; port `0` takes a free one (the address bound is logged and written to `BACKEND_READY_FILE`)",
+);
+pub const BACKEND_READY_FILE: EnvVar = EnvVar::plain(
+    "BACKEND_READY_FILE",
+    "unset",
+    "once listening, the address bound (`127.0.0.1:PORT` and a newline) is written to this file, atomically",
+);
+pub const DATABASE_ALLOW_SQLITE: EnvVar = EnvVar::plain(
+    "DATABASE_ALLOW_SQLITE",
+    "`false`",
+    "`true` lets production run on a SQLite URL (one replica that keeps its file)",
+);
+pub const DATABASE_MAX_CONNECTIONS: EnvVar = EnvVar::plain(
+    "DATABASE_MAX_CONNECTIONS",
+    "`10`",
+    "most connections in the pool",
+);
+pub const DATABASE_MIN_CONNECTIONS: EnvVar = EnvVar::plain(
+    "DATABASE_MIN_CONNECTIONS",
+    "`1`",
+    "connections the pool keeps open when idle",
+);
+pub const DATABASE_ACQUIRE_TIMEOUT: EnvVar = EnvVar::plain(
+    "DATABASE_ACQUIRE_TIMEOUT",
+    "`3s`",
+    "longest wait for a pooled connection",
+);
+pub const DATABASE_IDLE_TIMEOUT: EnvVar = EnvVar::plain(
+    "DATABASE_IDLE_TIMEOUT",
+    "`10m`",
+    "how long an idle connection stays open",
+);
+pub const IDENTITY_WINDOW: EnvVar = EnvVar::plain(
+    "IDENTITY_WINDOW",
+    "`30s`",
+    "how far from now the timestamp of an `X-Gardien-Identity` signature may be",
+);
 
 /// `gardien-backend [options] [serve|migrate [up [--dry-run]|status]|check|report-test]`; every option also reads an environment
 /// variable.
@@ -48,6 +96,20 @@ pub enum Command {
         #[arg(long)]
         panic: bool,
     },
+    /// Print every environment variable the backend reads, with its default per
+    /// environment and its meaning (docs/ENVIRONMENT.md is made from it).
+    EnvDocs {
+        /// `table` for a terminal, `markdown` for docs/ENVIRONMENT.md's generated block.
+        #[arg(long, value_enum, default_value_t = EnvDocsFormat::Table)]
+        format: EnvDocsFormat,
+    },
+}
+
+/// How `gardien-backend env-docs` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EnvDocsFormat {
+    Table,
+    Markdown,
 }
 
 /// `gardien-backend migrate …`.
@@ -70,15 +132,15 @@ pub struct Options {
     /// `dev`, `staging` or `production`: outside `dev`, `GARDIEN_INTERNAL_SECRET` is
     /// required and a missing required secret refuses the start; development defaults
     /// fill missing secrets only in `dev`.
-    #[arg(long, env = "GARDIEN_ENVIRONMENT", default_value = "production")]
+    #[arg(long, env = GARDIEN_ENVIRONMENT.name, default_value = "production")]
     pub environment: Environment,
     /// Address to listen on; port 0 takes a free port (the address bound is logged and
     /// written to `--ready-file`).
-    #[arg(long, env = "BACKEND_LISTEN", default_value = "127.0.0.1:8081")]
+    #[arg(long, env = BACKEND_LISTEN.name, default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
     /// Once listening, write the address bound (`127.0.0.1:PORT` and a newline) to this
     /// file, atomically.
-    #[arg(long, env = "BACKEND_READY_FILE")]
+    #[arg(long, env = BACKEND_READY_FILE.name)]
     pub ready_file: Option<PathBuf>,
     /// `sqlite://…` or `postgres://…`; overrides the `DATABASE_URL` secret (Secret Manager,
     /// `/run/secrets/DATABASE_URL` or the variable). Required in production (one of the
@@ -89,26 +151,26 @@ pub struct Options {
     /// SQLite URL refuses a production start.
     #[arg(
         long,
-        env = "DATABASE_ALLOW_SQLITE",
+        env = DATABASE_ALLOW_SQLITE.name,
         default_value_t = false,
         action = clap::ArgAction::Set,
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub allow_sqlite: bool,
     /// Most connections in the pool.
-    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    #[arg(long, env = DATABASE_MAX_CONNECTIONS.name, default_value_t = 10)]
     pub max_connections: u32,
     /// Connections the pool keeps open when idle.
-    #[arg(long, env = "DATABASE_MIN_CONNECTIONS", default_value_t = 1)]
+    #[arg(long, env = DATABASE_MIN_CONNECTIONS.name, default_value_t = 1)]
     pub min_connections: u32,
     /// Longest wait for a pooled connection, e.g. `3s`.
-    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = humantime_duration)]
+    #[arg(long, env = DATABASE_ACQUIRE_TIMEOUT.name, default_value = "3s", value_parser = humantime_duration)]
     pub acquire_timeout: Duration,
     /// How long an idle connection stays open, e.g. `10m`.
-    #[arg(long, env = "DATABASE_IDLE_TIMEOUT", default_value = "10m", value_parser = humantime_duration)]
+    #[arg(long, env = DATABASE_IDLE_TIMEOUT.name, default_value = "10m", value_parser = humantime_duration)]
     pub idle_timeout: Duration,
     /// How far from now a signature's timestamp may be.
-    #[arg(long, env = "IDENTITY_WINDOW", default_value = "30s", value_parser = humantime_duration)]
+    #[arg(long, env = IDENTITY_WINDOW.name, default_value = "30s", value_parser = humantime_duration)]
     pub identity_window: Duration,
     /// Notification delivery (`NOTIFY_*`).
     #[command(flatten)]

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod db;
 pub mod delivery;
+pub mod env_docs;
 pub mod error;
 pub mod error_reports;
 pub mod health;

@@ -3,15 +3,30 @@
 //! text). The backend's former names, `RUST_LOG` and `LOG_FORMAT`, are still read when the
 //! new ones are unset, so existing deployments keep their logs.
 
+use gardien_secrets::catalog::EnvVar;
 use gardien_secrets::Vars;
 use tracing_subscriber::EnvFilter;
 
+/// The backend's former names, read when the new ones are unset.
+pub const RUST_LOG: EnvVar = EnvVar::plain(
+    "RUST_LOG",
+    "unset",
+    "the former name of `GARDIEN_LOG`, read when it is unset",
+);
+pub const LOG_FORMAT: EnvVar = EnvVar::plain(
+    "LOG_FORMAT",
+    "unset",
+    "the former name of `GARDIEN_LOG_FORMAT`, read when it is unset",
+);
+/// Every variable this module reads besides gardien-telemetry's.
+pub const FALLBACK_VARS: [EnvVar; 2] = [RUST_LOG, LOG_FORMAT];
+
 /// The filter variable, and the one read when it is unset.
 pub const FILTER: &str = gardien_telemetry::LOG_FILTER;
-pub const FILTER_FALLBACK: &str = "RUST_LOG";
+pub const FILTER_FALLBACK: &str = RUST_LOG.name;
 /// The format variable, and the one read when it is unset.
 pub const FORMAT: &str = gardien_telemetry::LOG_FORMAT;
-pub const FORMAT_FALLBACK: &str = "LOG_FORMAT";
+pub const FORMAT_FALLBACK: &str = LOG_FORMAT.name;
 
 /// What to log and how.
 #[derive(Debug, Clone, PartialEq, Eq)]

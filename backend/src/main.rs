@@ -1,5 +1,5 @@
 //! The `gardien-backend` command: `serve` (the default), `migrate [up [--dry-run]|status]`,
-//! `check` or `report-test`. Thin:
+//! `check`, `report-test` or `env-docs`. Thin:
 //! everything else lives in the library.
 
 use std::process::ExitCode;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use gardien_backend::config::{
-    describe_database, redact_url, Cli, Command, Environment, MigrateAction,
+    describe_database, redact_url, Cli, Command, EnvDocsFormat, Environment, MigrateAction,
 };
 use gardien_backend::db::{Db, PoolSettings};
 use gardien_backend::delivery::circuit::Circuits;
@@ -29,6 +29,17 @@ use gardien_secrets::SecretLookup;
 async fn main() -> ExitCode {
     let log_settings = logging::init();
     let cli = Cli::parse();
+    if let Some(Command::EnvDocs { format }) = cli.command {
+        // Documentation only: no secret, database or environment is looked at.
+        print!(
+            "{}",
+            match format {
+                EnvDocsFormat::Table => gardien_backend::env_docs::table(),
+                EnvDocsFormat::Markdown => gardien_backend::env_docs::markdown_block(),
+            }
+        );
+        return ExitCode::SUCCESS;
+    }
     let mut options = cli.options;
     let environment = options.environment;
     let database_given = options.database_url.is_some();

@@ -3,17 +3,34 @@
 //! `dev`; docs/SECRETS.md) and kept fresh in a store (`SecretStore::for_process`) that handlers read at each use, so a
 //! rotated value is picked up without a restart.
 
+use gardien_secrets::catalog::EnvVar;
 use gardien_secrets::{Environment, Requirement};
 
 /// Keys `X-Gardien-Identity`; shared with gardien. Required outside `dev`.
-pub const INTERNAL_SECRET: &str = "GARDIEN_INTERNAL_SECRET";
+pub const INTERNAL_SECRET_VAR: EnvVar = EnvVar::secret(
+    "GARDIEN_INTERNAL_SECRET",
+    "**required**",
+    "verifies `X-Gardien-Identity`: the same value as gardien's ([IDENTITY.md](IDENTITY.md))",
+)
+.per_environment("the development default", "**required**", "**required**");
+pub const INTERNAL_SECRET: &str = INTERNAL_SECRET_VAR.name;
 /// The database URL, credentials included. Required in production unless
 /// `--database-url` gives it (so a failed lookup cannot quietly leave each replica a
 /// SQLite file of its own); elsewhere the default is the SQLite file. Read at start (a new
 /// value takes a restart: the pool is open).
-pub const DATABASE_URL: &str = "DATABASE_URL";
+pub const DATABASE_URL_VAR: EnvVar = EnvVar::secret(
+    "DATABASE_URL",
+    "**required**",
+    "the database, credentials included: `postgres://…` (or `sqlite://…`; production needs `DATABASE_ALLOW_SQLITE=true` for it); `--database-url` overrides it; read at start",
+)
+.per_environment(
+    "`sqlite://gardien.db?mode=rwc`",
+    "`sqlite://gardien.db?mode=rwc`",
+    "**required** unless `--database-url` gives it",
+);
+pub const DATABASE_URL: &str = DATABASE_URL_VAR.name;
 /// Error reporting, when configured.
-pub const SENTRY_DSN: &str = "SENTRY_DSN";
+pub const SENTRY_DSN: &str = gardien_telemetry::error_reporting::SENTRY_DSN;
 
 /// Every secret the backend reads in `environment`, followed by `extra` — the delivery
 /// providers' credentials for the mode they run in (SendGrid, Twilio, SMTP), which the
@@ -48,6 +65,13 @@ pub fn requirements(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_catalog_says_the_default_database() {
+        let default = format!("`{}`", crate::config::DEFAULT_DATABASE_URL);
+        assert_eq!(DATABASE_URL_VAR.defaults.dev, default);
+        assert_eq!(DATABASE_URL_VAR.defaults.staging, default);
+    }
 
     #[test]
     fn the_internal_secret_is_required_outside_dev_and_extras_follow() {

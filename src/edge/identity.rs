@@ -19,7 +19,7 @@ use crate::secrets::SecretLookup;
 /// The header carrying gardien's signature.
 pub const SIGNATURE_HEADER: &str = gardien_identity::HEADER;
 /// Default name of the secret keying the signature.
-pub const DEFAULT_SECRET_NAME: &str = "GARDIEN_INTERNAL_SECRET";
+pub const DEFAULT_SECRET_NAME: &str = crate::env_docs::GARDIEN_INTERNAL_SECRET.name;
 /// Shortest internal secret accepted in production.
 pub const MIN_SECRET_BYTES: usize = 32;
 

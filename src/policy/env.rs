@@ -99,6 +99,48 @@ pub fn expand(input: &str, env: &dyn Env) -> Result<Expanded, Vec<ExpandError>> 
     }
 }
 
+/// One `${NAME}` or `${NAME:-default}` in a value, for `gardien env-docs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub name: String,
+    /// `None`: the variable is required.
+    pub default: Option<String>,
+}
+
+/// Every well-formed reference in `input`, in order, read as [`expand`] reads them (`$$` is
+/// a literal `$`); a malformed one is skipped (loading the policy reports it).
+pub fn references(input: &str) -> Vec<Reference> {
+    let mut found = Vec::new();
+    let mut rest = input;
+    while let Some(dollar) = rest.find('$') {
+        let after = &rest[dollar + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            rest = stripped;
+            continue;
+        }
+        let Some(body_start) = after.strip_prefix('{') else {
+            rest = after;
+            continue;
+        };
+        let Some(close) = body_start.find('}') else {
+            break;
+        };
+        let body = &body_start[..close];
+        rest = &body_start[close + 1..];
+        let (name, default) = match body.split_once(":-") {
+            Some((name, default)) => (name, Some(default.to_owned())),
+            None => (body, None),
+        };
+        if is_valid_name(name) {
+            found.push(Reference {
+                name: name.to_owned(),
+                default,
+            });
+        }
+    }
+    found
+}
+
 fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
@@ -109,6 +151,20 @@ fn is_valid_name(name: &str) -> bool {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn references_are_listed_with_their_defaults() {
+        let found = references("$${LITERAL}${A}:${B:-b:c}/${1X}/${C:-}");
+        let pairs: Vec<(&str, Option<&str>)> = found
+            .iter()
+            .map(|r| (r.name.as_str(), r.default.as_deref()))
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![("A", None), ("B", Some("b:c")), ("C", Some(""))]
+        );
+        assert!(references("${UNTERMINATED").is_empty());
+    }
 
     fn env() -> HashMap<&'static str, &'static str> {
         HashMap::from([("HOST", "10.0.0.1"), ("EMPTY", ""), ("PORT", "8080")])

@@ -10,7 +10,7 @@ mod model;
 pub mod schema;
 
 pub use diagnostics::{Diagnostics, PolicyError, Problem};
-pub use env::{expand, Env, ExpandError, ProcessEnv};
+pub use env::{expand, references, Env, ExpandError, ProcessEnv, Reference};
 pub use load::{
     environment_and_jwt, load_file, load_file_with_secrets, parse, parse_with_secrets,
     redis_password_secret, Loaded,

@@ -8,7 +8,7 @@ use crate::edge::identity::DEFAULT_SECRET_NAME;
 use crate::policy::{environment_and_jwt, Env, Environment};
 
 /// `SENTRY_DSN`: error reporting, when configured.
-pub const SENTRY_DSN: &str = "SENTRY_DSN";
+pub const SENTRY_DSN: &str = gardien_telemetry::error_reporting::SENTRY_DSN;
 
 /// The policy's environment and the secrets it reads; `None` when the text is not YAML
 /// (compiling it will say why).

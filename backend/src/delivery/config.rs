@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use gardien_secrets::catalog::EnvVar;
 
 use crate::config::{parse_duration, Environment};
 use crate::delivery::backoff::Backoff;
@@ -35,6 +36,73 @@ impl NotifyMode {
     }
 }
 
+/// The variables [`DeliveryOptions`] reads (each option's `env`), for `gardien-backend env-docs`.
+pub const NOTIFY_MODE: EnvVar = EnvVar::plain("NOTIFY_MODE", "", "`live`, `sandbox` (the providers' test modes) or `log` (nothing leaves the process) ([DELIVERY.md](DELIVERY.md#configuration))")
+    .per_environment("`log`", "`sandbox`", "`live`");
+pub const NOTIFY_EMAIL_PROVIDERS: EnvVar = EnvVar::plain("NOTIFY_EMAIL_PROVIDERS", "those configured, SendGrid first", "email providers in order of preference (`sendgrid`, `smtp`), comma-separated, or `none` to turn email off (`EMAIL_FROM` configures SendGrid, `SMTP_HOST` SMTP)");
+pub const NOTIFY_SMS_PROVIDERS: EnvVar = EnvVar::plain("NOTIFY_SMS_PROVIDERS", "those configured", "sms providers in order of preference (`twilio`, `twilio-secondary`), or `none` to turn sms off (a sender configures each; in sandbox `twilio` needs none)");
+pub const NOTIFY_WORKERS: EnvVar = EnvVar::plain("NOTIFY_WORKERS", "`1`", "delivery workers in this process (`0`: this replica only accepts); SQLite takes one, PostgreSQL any number on any number of replicas");
+pub const NOTIFY_BATCH: EnvVar =
+    EnvVar::plain("NOTIFY_BATCH", "`32`", "rows a worker claims at once");
+pub const NOTIFY_CONCURRENCY: EnvVar = EnvVar::plain(
+    "NOTIFY_CONCURRENCY",
+    "`8`",
+    "messages a worker hands to providers at the same time",
+);
+pub const NOTIFY_POLL_INTERVAL: EnvVar = EnvVar::plain(
+    "NOTIFY_POLL_INTERVAL",
+    "`1s`",
+    "how often an idle worker looks for due rows (new notifications wake it at once)",
+);
+pub const NOTIFY_LEASE: EnvVar = EnvVar::plain("NOTIFY_LEASE", "`60s`", "how long a claimed row is a worker's; a row whose worker died is claimed again after it (longer than the provider timeout)");
+pub const NOTIFY_PROVIDER_TIMEOUT: EnvVar = EnvVar::plain(
+    "NOTIFY_PROVIDER_TIMEOUT",
+    "`10s`",
+    "longest wait for one provider call",
+);
+pub const NOTIFY_ATTEMPTS_PER_PROVIDER: EnvVar = EnvVar::plain(
+    "NOTIFY_ATTEMPTS_PER_PROVIDER",
+    "`3`",
+    "attempts on one provider before the next one is tried",
+);
+pub const NOTIFY_RETRY_BASE: EnvVar = EnvVar::plain(
+    "NOTIFY_RETRY_BASE",
+    "`2s`",
+    "first retry delay; it doubles with each failure",
+);
+pub const NOTIFY_RETRY_MAX: EnvVar =
+    EnvVar::plain("NOTIFY_RETRY_MAX", "`5m`", "longest retry delay");
+pub const NOTIFY_MAX_RETRY_AFTER: EnvVar = EnvVar::plain("NOTIFY_MAX_RETRY_AFTER", "`10m`", "a provider asking to wait longer than this (`Retry-After`, `X-RateLimit-Reset`) is passed over for the next one");
+pub const NOTIFY_CIRCUIT_COOLDOWN: EnvVar = EnvVar::plain(
+    "NOTIFY_CIRCUIT_COOLDOWN",
+    "`60s`",
+    "how long a provider's circuit stays open",
+);
+pub const NOTIFY_CIRCUIT_FAILURES: EnvVar = EnvVar::plain(
+    "NOTIFY_CIRCUIT_FAILURES",
+    "`5`",
+    "retryable failures in a row that open a provider's circuit",
+);
+
+/// Every `NOTIFY_*` variable, in the order docs/ENVIRONMENT.md lists them.
+pub const DELIVERY_VARS: [EnvVar; 15] = [
+    NOTIFY_MODE,
+    NOTIFY_EMAIL_PROVIDERS,
+    NOTIFY_SMS_PROVIDERS,
+    NOTIFY_WORKERS,
+    NOTIFY_BATCH,
+    NOTIFY_CONCURRENCY,
+    NOTIFY_POLL_INTERVAL,
+    NOTIFY_LEASE,
+    NOTIFY_PROVIDER_TIMEOUT,
+    NOTIFY_ATTEMPTS_PER_PROVIDER,
+    NOTIFY_RETRY_BASE,
+    NOTIFY_RETRY_MAX,
+    NOTIFY_MAX_RETRY_AFTER,
+    NOTIFY_CIRCUIT_COOLDOWN,
+    NOTIFY_CIRCUIT_FAILURES,
+];
+
 /// The one name in a channel's list that turns the channel off: its notifications are
 /// skipped (`channel_off`) instead of failing for want of a provider.
 pub const OFF: &str = "none";
@@ -42,8 +110,8 @@ pub const OFF: &str = "none";
 /// The variable holding `channel`'s provider list.
 pub const fn list_variable(channel: Channel) -> &'static str {
     match channel {
-        Channel::Email => "NOTIFY_EMAIL_PROVIDERS",
-        Channel::Sms => "NOTIFY_SMS_PROVIDERS",
+        Channel::Email => NOTIFY_EMAIL_PROVIDERS.name,
+        Channel::Sms => NOTIFY_SMS_PROVIDERS.name,
     }
 }
 
@@ -56,14 +124,14 @@ fn duration(text: &str) -> Result<Duration, String> {
 pub struct DeliveryOptions {
     /// `live`, `sandbox` or `log`. Default: `log` in dev, `sandbox` in staging, `live` in
     /// production.
-    #[arg(long = "notify-mode", env = "NOTIFY_MODE", value_enum)]
+    #[arg(long = "notify-mode", env = NOTIFY_MODE.name, value_enum)]
     pub mode: Option<NotifyMode>,
     /// Email providers, in order of preference (`sendgrid`, `smtp`), or `none` to turn
     /// email off. Default: those configured, SendGrid first (`EMAIL_FROM` configures
     /// SendGrid, `SMTP_HOST` SMTP).
     #[arg(
         long = "notify-email-providers",
-        env = "NOTIFY_EMAIL_PROVIDERS",
+        env = NOTIFY_EMAIL_PROVIDERS.name,
         value_delimiter = ','
     )]
     pub email_providers: Option<Vec<String>>,
@@ -73,58 +141,58 @@ pub struct DeliveryOptions {
     /// `TWILIO_SECONDARY_` ones — configures each; in sandbox `twilio` needs none).
     #[arg(
         long = "notify-sms-providers",
-        env = "NOTIFY_SMS_PROVIDERS",
+        env = NOTIFY_SMS_PROVIDERS.name,
         value_delimiter = ','
     )]
     pub sms_providers: Option<Vec<String>>,
     /// Delivery workers in this process (0: none, this replica only accepts). SQLite takes
     /// one; on PostgreSQL any number, on any number of replicas.
-    #[arg(long = "notify-workers", env = "NOTIFY_WORKERS", default_value_t = 1)]
+    #[arg(long = "notify-workers", env = NOTIFY_WORKERS.name, default_value_t = 1)]
     pub workers: usize,
     /// Rows a worker claims at once.
-    #[arg(long = "notify-batch", env = "NOTIFY_BATCH", default_value_t = 32)]
+    #[arg(long = "notify-batch", env = NOTIFY_BATCH.name, default_value_t = 32)]
     pub batch: usize,
     /// Messages a worker hands to providers at the same time.
     #[arg(
         long = "notify-concurrency",
-        env = "NOTIFY_CONCURRENCY",
+        env = NOTIFY_CONCURRENCY.name,
         default_value_t = 8
     )]
     pub concurrency: usize,
     /// How often an idle worker looks for due rows (new notifications wake it at once).
-    #[arg(long = "notify-poll-interval", env = "NOTIFY_POLL_INTERVAL", default_value = "1s", value_parser = duration)]
+    #[arg(long = "notify-poll-interval", env = NOTIFY_POLL_INTERVAL.name, default_value = "1s", value_parser = duration)]
     pub poll_interval: Duration,
     /// How long a claimed row is a worker's; a row whose worker died is claimed again
     /// after it. Longer than the provider timeout.
-    #[arg(long = "notify-lease", env = "NOTIFY_LEASE", default_value = "60s", value_parser = duration)]
+    #[arg(long = "notify-lease", env = NOTIFY_LEASE.name, default_value = "60s", value_parser = duration)]
     pub lease: Duration,
     /// Longest wait for one provider call.
-    #[arg(long = "notify-provider-timeout", env = "NOTIFY_PROVIDER_TIMEOUT", default_value = "10s", value_parser = duration)]
+    #[arg(long = "notify-provider-timeout", env = NOTIFY_PROVIDER_TIMEOUT.name, default_value = "10s", value_parser = duration)]
     pub provider_timeout: Duration,
     /// Attempts on one provider before the next one is tried.
     #[arg(
         long = "notify-attempts-per-provider",
-        env = "NOTIFY_ATTEMPTS_PER_PROVIDER",
+        env = NOTIFY_ATTEMPTS_PER_PROVIDER.name,
         default_value_t = 3
     )]
     pub attempts_per_provider: u32,
     /// First retry delay; it doubles with each failure.
-    #[arg(long = "notify-retry-base", env = "NOTIFY_RETRY_BASE", default_value = "2s", value_parser = duration)]
+    #[arg(long = "notify-retry-base", env = NOTIFY_RETRY_BASE.name, default_value = "2s", value_parser = duration)]
     pub retry_base: Duration,
     /// Longest retry delay.
-    #[arg(long = "notify-retry-max", env = "NOTIFY_RETRY_MAX", default_value = "5m", value_parser = duration)]
+    #[arg(long = "notify-retry-max", env = NOTIFY_RETRY_MAX.name, default_value = "5m", value_parser = duration)]
     pub retry_max: Duration,
     /// A provider asking to wait longer than this (`Retry-After`, `X-RateLimit-Reset`) is
     /// passed over for the next one.
-    #[arg(long = "notify-max-retry-after", env = "NOTIFY_MAX_RETRY_AFTER", default_value = "10m", value_parser = duration)]
+    #[arg(long = "notify-max-retry-after", env = NOTIFY_MAX_RETRY_AFTER.name, default_value = "10m", value_parser = duration)]
     pub max_retry_after: Duration,
     /// How long a provider's circuit stays open.
-    #[arg(long = "notify-circuit-cooldown", env = "NOTIFY_CIRCUIT_COOLDOWN", default_value = "60s", value_parser = duration)]
+    #[arg(long = "notify-circuit-cooldown", env = NOTIFY_CIRCUIT_COOLDOWN.name, default_value = "60s", value_parser = duration)]
     pub circuit_cooldown: Duration,
     /// Retryable failures in a row that open a provider's circuit.
     #[arg(
         long = "notify-circuit-failures",
-        env = "NOTIFY_CIRCUIT_FAILURES",
+        env = NOTIFY_CIRCUIT_FAILURES.name,
         default_value_t = 5
     )]
     pub circuit_failures: u32,

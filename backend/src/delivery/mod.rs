@@ -158,9 +158,16 @@ impl Workers {
     }
 }
 
+/// The host part of the workers' name (Kubernetes sets it to the pod's name).
+pub const HOSTNAME: gardien_secrets::catalog::EnvVar = gardien_secrets::catalog::EnvVar::plain(
+    "HOSTNAME",
+    "`backend`",
+    "the host part of each delivery worker's id (`<host>-<pid>-<random>-<n>`, the claim on an outbox row); Kubernetes sets it to the pod's name",
+);
+
 /// A name for this process's workers, unique across replicas and restarts.
 fn process_tag() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "backend".to_owned());
+    let host = std::env::var(HOSTNAME.name).unwrap_or_else(|_| "backend".to_owned());
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!("{host}-{}-{}", std::process::id(), &random[..8])
 }

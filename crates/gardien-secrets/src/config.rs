@@ -5,8 +5,72 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::catalog::EnvVar;
 use crate::file::DEFAULT_SECRETS_DIR;
 use crate::{Environment, Vars};
+
+/// The project holding the secrets; wins over [`GOOGLE_CLOUD_PROJECT`].
+pub const SECRET_MANAGER_PROJECT: EnvVar = EnvVar::plain(
+    "SECRET_MANAGER_PROJECT",
+    "unset",
+    "Google Cloud project holding the secrets (wins over `GOOGLE_CLOUD_PROJECT`); unset with `GOOGLE_CLOUD_PROJECT` unset too: Secret Manager is not used",
+);
+/// Google's standard project variable: the secrets' project when
+/// [`SECRET_MANAGER_PROJECT`] is unset, and the project of the trace key in JSON logs.
+pub const GOOGLE_CLOUD_PROJECT: EnvVar = EnvVar::plain(
+    "GOOGLE_CLOUD_PROJECT",
+    "unset",
+    "the same, under Google's standard name; also names the trace of JSON log lines (`projects/<project>/traces/<id>`)",
+);
+pub const SECRET_MANAGER_BASE_URL: EnvVar = EnvVar::plain(
+    "SECRET_MANAGER_BASE_URL",
+    "`https://secretmanager.googleapis.com`",
+    "Secret Manager's endpoint",
+);
+pub const GCE_METADATA_HOST: EnvVar = EnvVar::plain(
+    "GCE_METADATA_HOST",
+    "`metadata.google.internal`",
+    "metadata server (`host[:port]`) that access tokens come from",
+);
+pub const GOOGLE_APPLICATION_CREDENTIALS: EnvVar = EnvVar::plain(
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "unset",
+    "service-account key file; used instead of the metadata server when set",
+);
+pub const SECRET_MANAGER_TIMEOUT: EnvVar = EnvVar::plain(
+    "SECRET_MANAGER_TIMEOUT",
+    "`5s`",
+    "longest wait for one Secret Manager, metadata or token request",
+);
+pub const SECRETS_DIR: EnvVar = EnvVar::plain(
+    "SECRETS_DIR",
+    "`/run/secrets`",
+    "directory of secret files (`<dir>/<NAME>`)",
+);
+pub const SECRETS_REFRESH_INTERVAL: EnvVar = EnvVar::plain(
+    "SECRETS_REFRESH_INTERVAL",
+    "`60s`",
+    "how often secrets are looked up again (rotation without a restart); at least `100ms`",
+);
+pub const SECRETS_DEV_DEFAULTS: EnvVar = EnvVar::plain(
+    "SECRETS_DEV_DEFAULTS",
+    "`on`",
+    "`off`: no development defaults, even in `dev` (they are never used elsewhere)",
+);
+
+/// Every variable the chain's configuration reads, in the order docs/ENVIRONMENT.md lists
+/// them.
+pub const CHAIN_VARS: [EnvVar; 9] = [
+    SECRET_MANAGER_PROJECT,
+    GOOGLE_CLOUD_PROJECT,
+    SECRET_MANAGER_BASE_URL,
+    GCE_METADATA_HOST,
+    GOOGLE_APPLICATION_CREDENTIALS,
+    SECRET_MANAGER_TIMEOUT,
+    SECRETS_DIR,
+    SECRETS_REFRESH_INTERVAL,
+    SECRETS_DEV_DEFAULTS,
+];
 
 /// Secret Manager's public endpoint.
 pub const DEFAULT_SECRET_MANAGER_BASE_URL: &str = "https://secretmanager.googleapis.com";
@@ -71,7 +135,7 @@ impl ChainConfig {
             },
         };
         let refresh_interval = duration(
-            "SECRETS_REFRESH_INTERVAL",
+            SECRETS_REFRESH_INTERVAL.name,
             DEFAULT_REFRESH_INTERVAL,
             &mut problems,
         );
@@ -82,7 +146,7 @@ impl ChainConfig {
             ));
         }
         let timeout = duration(
-            "SECRET_MANAGER_TIMEOUT",
+            SECRET_MANAGER_TIMEOUT.name,
             DEFAULT_SECRET_MANAGER_TIMEOUT,
             &mut problems,
         );
@@ -90,8 +154,8 @@ impl ChainConfig {
             problems.push("SECRET_MANAGER_TIMEOUT: must be more than 0".to_owned());
         }
         let project = vars
-            .non_empty("SECRET_MANAGER_PROJECT")
-            .or_else(|| vars.non_empty("GOOGLE_CLOUD_PROJECT"))
+            .non_empty(SECRET_MANAGER_PROJECT.name)
+            .or_else(|| vars.non_empty(GOOGLE_CLOUD_PROJECT.name))
             .map(|p| p.trim().to_owned());
         let secret_manager = project.map(|project| {
             if !is_project_id(&project) {
@@ -100,7 +164,7 @@ impl ChainConfig {
                 ));
             }
             let base_url = vars
-                .non_empty("SECRET_MANAGER_BASE_URL")
+                .non_empty(SECRET_MANAGER_BASE_URL.name)
                 .unwrap_or_else(|| DEFAULT_SECRET_MANAGER_BASE_URL.to_owned());
             let base_url = base_url.trim().trim_end_matches('/').to_owned();
             match url::Url::parse(&base_url) {
@@ -110,7 +174,7 @@ impl ChainConfig {
                 )),
             }
             let metadata_host = vars
-                .non_empty("GCE_METADATA_HOST")
+                .non_empty(GCE_METADATA_HOST.name)
                 .unwrap_or_else(|| DEFAULT_METADATA_HOST.to_owned());
             let metadata_host = metadata_host.trim().trim_start_matches("http://").to_owned();
             if metadata_host.is_empty() || metadata_host.contains(['/', '@', ' ']) {
@@ -123,13 +187,13 @@ impl ChainConfig {
                 base_url,
                 metadata_host,
                 credentials_file: vars
-                    .non_empty("GOOGLE_APPLICATION_CREDENTIALS")
+                    .non_empty(GOOGLE_APPLICATION_CREDENTIALS.name)
                     .map(PathBuf::from),
                 timeout,
             }
         });
         let dev_defaults = match vars
-            .non_empty("SECRETS_DEV_DEFAULTS")
+            .non_empty(SECRETS_DEV_DEFAULTS.name)
             .as_deref()
             .map(str::trim)
         {
@@ -143,7 +207,7 @@ impl ChainConfig {
             }
         } && environment == Environment::Dev;
         let secrets_dir = vars
-            .non_empty("SECRETS_DIR")
+            .non_empty(SECRETS_DIR.name)
             .map_or_else(|| PathBuf::from(DEFAULT_SECRETS_DIR), PathBuf::from);
         if problems.is_empty() {
             Ok(ChainConfig {
@@ -174,6 +238,23 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn the_catalog_says_the_defaults_the_code_uses() {
+        let shown = |var: EnvVar| var.defaults.production.trim_matches('`').to_owned();
+        assert_eq!(
+            shown(SECRET_MANAGER_BASE_URL),
+            DEFAULT_SECRET_MANAGER_BASE_URL
+        );
+        assert_eq!(shown(GCE_METADATA_HOST), DEFAULT_METADATA_HOST);
+        assert_eq!(shown(SECRETS_DIR), DEFAULT_SECRETS_DIR);
+        let duration = |var: EnvVar| humantime::parse_duration(&shown(var)).expect("a duration");
+        assert_eq!(
+            duration(SECRET_MANAGER_TIMEOUT),
+            DEFAULT_SECRET_MANAGER_TIMEOUT
+        );
+        assert_eq!(duration(SECRETS_REFRESH_INTERVAL), DEFAULT_REFRESH_INTERVAL);
+    }
 
     #[test]
     fn defaults_without_a_project() {

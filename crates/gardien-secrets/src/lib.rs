@@ -16,6 +16,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
+pub mod catalog;
+pub mod catalog_check;
 mod chain;
 mod config;
 mod dev_defaults;
@@ -30,7 +32,7 @@ mod store;
 mod vars;
 
 pub use chain::{Attempt, AttemptOutcome, Chain, Resolution};
-pub use config::{ChainConfig, SecretManagerConfig};
+pub use config::{ChainConfig, SecretManagerConfig, CHAIN_VARS, GOOGLE_CLOUD_PROJECT};
 pub use dev_defaults::{DevDefaults, DEV_DEFAULTS};
 pub use env::EnvSource;
 pub use environment::Environment;

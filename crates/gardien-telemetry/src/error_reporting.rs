@@ -21,6 +21,7 @@ use std::time::Duration;
 use regex::Regex;
 use sentry::protocol::{Context, Event, Level, TraceContext as SentryTrace, Value};
 
+use gardien_secrets::catalog::EnvVar;
 use gardien_secrets::{Environment, SecretLookup, SecretStore};
 
 use crate::throttle::Throttle;
@@ -114,7 +115,12 @@ pub struct InvalidDsn {
 }
 
 /// The secret both binaries read the DSN from.
-pub const SENTRY_DSN: &str = "SENTRY_DSN";
+pub const DSN: EnvVar = EnvVar::secret(
+    "SENTRY_DSN",
+    "unset",
+    "error reporting to Sentry (`https://<key>@<host>/<project>`); optional, and one that does not parse refuses the start",
+);
+pub const SENTRY_DSN: &str = DSN.name;
 
 /// Starts reporting when `SENTRY_DSN` resolved in `store`, for `environment`; `Ok(None)` when
 /// it is not set. The scrubber reads `store`'s values again for each event.

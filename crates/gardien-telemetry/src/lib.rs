@@ -8,6 +8,7 @@ pub mod error_reporting;
 pub mod throttle;
 pub mod trace_context;
 
+use gardien_secrets::catalog::EnvVar;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
@@ -16,11 +17,26 @@ pub use cloud_logging::CloudLoggingLayer;
 pub use trace_context::TraceContext;
 
 /// The filter variable both binaries read (a `tracing` filter, default `info`).
-pub const LOG_FILTER: &str = "GARDIEN_LOG";
+pub const GARDIEN_LOG: EnvVar = EnvVar::plain(
+    "GARDIEN_LOG",
+    "`info`",
+    "log filter, `tracing` syntax: `warn`, `info,gardien::access=debug` (one line per request), `debug`; one that does not parse is `info`",
+);
 /// The format variable both binaries read: `json` for Cloud Logging's JSON lines.
-pub const LOG_FORMAT: &str = "GARDIEN_LOG_FORMAT";
+pub const GARDIEN_LOG_FORMAT: EnvVar = EnvVar::plain(
+    "GARDIEN_LOG_FORMAT",
+    "`text`",
+    "`json` for one JSON object per line (Cloud Logging); logs go to stderr, coloured only when it is a terminal",
+);
+/// Every variable this crate reads, for both binaries' `env-docs` (the trace's project is
+/// `gardien_secrets::GOOGLE_CLOUD_PROJECT`, listed with the secrets chain).
+pub const TELEMETRY_VARS: [EnvVar; 3] = [GARDIEN_LOG, GARDIEN_LOG_FORMAT, error_reporting::DSN];
+
+/// The names read, for code that wants a `&str`.
+pub const LOG_FILTER: &str = GARDIEN_LOG.name;
+pub const LOG_FORMAT: &str = GARDIEN_LOG_FORMAT.name;
 /// The project of the trace key (`projects/<project>/traces/<id>`).
-pub const PROJECT: &str = "GOOGLE_CLOUD_PROJECT";
+pub const PROJECT: &str = gardien_secrets::GOOGLE_CLOUD_PROJECT.name;
 
 /// The request span's fields the JSON layer writes under Cloud Logging's keys.
 pub const TRACE_ID_FIELD: &str = "trace_id";

@@ -15,6 +15,7 @@ use reqwest::Url;
 use super::sendgrid::SendGridConfig;
 use super::smtp::{SmtpConfig, SmtpTls};
 use super::twilio::{self, TwilioConfig};
+use super::variables;
 use crate::config::parse_duration;
 
 /// Where the variables are read (the process environment, or a map in tests): the trait
@@ -163,18 +164,21 @@ impl ProvidersConfig {
             problems: Vec::new(),
         };
 
-        let sender = r
-            .text("EMAIL_FROM")
-            .and_then(|text| match EmailSender::parse(&text) {
-                Ok(sender) => Some(sender),
-                Err(message) => {
-                    r.problem("EMAIL_FROM", message);
-                    None
-                }
-            });
+        let sender =
+            r.text(variables::EMAIL_FROM.name)
+                .and_then(|text| match EmailSender::parse(&text) {
+                    Ok(sender) => Some(sender),
+                    Err(message) => {
+                        r.problem(variables::EMAIL_FROM.name, message);
+                        None
+                    }
+                });
 
-        let sendgrid_base = r.base_url("SENDGRID_API_BASE_URL", super::sendgrid::DEFAULT_BASE_URL);
-        let sendgrid_timeout = r.duration("SENDGRID_TIMEOUT", super::DEFAULT_TIMEOUT);
+        let sendgrid_base = r.base_url(
+            variables::SENDGRID_API_BASE_URL.name,
+            super::sendgrid::DEFAULT_BASE_URL,
+        );
+        let sendgrid_timeout = r.duration(variables::SENDGRID_TIMEOUT.name, super::DEFAULT_TIMEOUT);
         let sendgrid = sender.clone().map(|from| SendGridConfig {
             base_url: sendgrid_base,
             timeout: sendgrid_timeout,
@@ -183,8 +187,11 @@ impl ProvidersConfig {
 
         let smtp = smtp_config(&mut r, sender.as_ref());
 
-        let twilio_base = r.base_url("TWILIO_API_BASE_URL", twilio::DEFAULT_BASE_URL);
-        let twilio_timeout = r.duration("TWILIO_TIMEOUT", super::DEFAULT_TIMEOUT);
+        let twilio_base = r.base_url(
+            variables::TWILIO_API_BASE_URL.name,
+            twilio::DEFAULT_BASE_URL,
+        );
+        let twilio_timeout = r.duration(variables::TWILIO_TIMEOUT.name, super::DEFAULT_TIMEOUT);
         let mut twilio = TwilioConfig {
             base_url: twilio_base.clone(),
             timeout: twilio_timeout,
@@ -193,8 +200,8 @@ impl ProvidersConfig {
         twilio_sender(
             &mut r,
             &mut twilio,
-            "TWILIO_MESSAGING_SERVICE_SID",
-            "TWILIO_FROM",
+            variables::TWILIO_MESSAGING_SERVICE_SID.name,
+            variables::TWILIO_FROM.name,
         );
         let mut secondary = TwilioConfig {
             base_url: twilio_base,
@@ -204,8 +211,8 @@ impl ProvidersConfig {
         twilio_sender(
             &mut r,
             &mut secondary,
-            "TWILIO_SECONDARY_MESSAGING_SERVICE_SID",
-            "TWILIO_SECONDARY_FROM",
+            variables::TWILIO_SECONDARY_MESSAGING_SERVICE_SID.name,
+            variables::TWILIO_SECONDARY_FROM.name,
         );
         let twilio_secondary = (secondary.messaging_service_sid.is_some()
             || secondary.from.is_some())
@@ -225,41 +232,53 @@ impl ProvidersConfig {
 }
 
 fn smtp_config(r: &mut Reader<'_>, sender: Option<&EmailSender>) -> Option<SmtpConfig> {
-    let host = r.text("SMTP_HOST");
-    let tls = match r.text("SMTP_TLS") {
+    let host = r.text(variables::SMTP_HOST.name);
+    let tls = match r.text(variables::SMTP_TLS.name) {
         None => SmtpTls::StartTls,
         Some(text) => SmtpTls::parse(&text).unwrap_or_else(|| {
-            r.problem("SMTP_TLS", format!("`{text}`: use none, starttls or tls"));
+            r.problem(
+                variables::SMTP_TLS.name,
+                format!("`{text}`: use none, starttls or tls"),
+            );
             SmtpTls::StartTls
         }),
     };
-    let port = match r.text("SMTP_PORT") {
+    let port = match r.text(variables::SMTP_PORT.name) {
         None => tls.default_port(),
         Some(text) => match text.parse::<u16>() {
             Ok(port) if port > 0 => port,
             _ => {
-                r.problem("SMTP_PORT", format!("`{text}` is not a port (1-65535)"));
+                r.problem(
+                    variables::SMTP_PORT.name,
+                    format!("`{text}` is not a port (1-65535)"),
+                );
                 tls.default_port()
             }
         },
     };
-    let timeout = r.duration("SMTP_TIMEOUT", super::DEFAULT_TIMEOUT);
-    let hello_name = r.text("SMTP_HELO_NAME");
+    let timeout = r.duration(variables::SMTP_TIMEOUT.name, super::DEFAULT_TIMEOUT);
+    let hello_name = r.text(variables::SMTP_HELO_NAME.name);
     if let Some(name) = &hello_name {
         if !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
         {
-            r.problem("SMTP_HELO_NAME", format!("`{name}` is not a host name"));
+            r.problem(
+                variables::SMTP_HELO_NAME.name,
+                format!("`{name}` is not a host name"),
+            );
         }
     }
     let host = host?;
     if host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
-        r.problem("SMTP_HOST", format!("`{host}` is not a host name"));
+        r.problem(
+            variables::SMTP_HOST.name,
+            format!("`{host}` is not a host name"),
+        );
         return None;
     }
     let Some(from) = sender.cloned() else {
-        r.problem("EMAIL_FROM", "required when SMTP_HOST is set");
+        r.problem(variables::EMAIL_FROM.name, "required when SMTP_HOST is set");
         return None;
     };
     let mut config = SmtpConfig::new(host, from);

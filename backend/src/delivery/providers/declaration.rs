@@ -11,12 +11,8 @@ use super::ProvidersConfig;
 use crate::delivery::config::NotifyMode;
 use crate::delivery::provider::{Channel, Provider};
 
-/// A plain variable a provider reads, and what it means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Variable {
-    pub name: &'static str,
-    pub meaning: &'static str,
-}
+/// A plain variable a provider reads: its catalog entry ([`super::variables`]).
+pub type Variable = gardien_secrets::catalog::EnvVar;
 
 /// A secret a provider reads at each send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +20,8 @@ pub struct SecretDeclaration {
     pub name: &'static str,
     /// Whether the provider cannot send without it (SMTP works without credentials).
     pub needed: bool,
+    /// What it is, for `gardien-backend env-docs`.
+    pub meaning: &'static str,
 }
 
 /// Builds a provider of one of its channels from the validated settings, for a mode it
@@ -102,6 +100,18 @@ pub fn variables() -> Vec<Variable> {
     for variable in ALL.iter().flat_map(|d| d.variables) {
         if !all.iter().any(|v| v.name == variable.name) {
             all.push(*variable);
+        }
+    }
+    all
+}
+
+/// Every secret the providers read, each once, as catalog entries: `unset` by default
+/// (`check` says which ones the providers in use need).
+pub fn secrets() -> Vec<Variable> {
+    let mut all: Vec<Variable> = Vec::new();
+    for secret in ALL.iter().flat_map(|d| d.secrets) {
+        if !all.iter().any(|v| v.name == secret.name) {
+            all.push(Variable::secret(secret.name, "unset", secret.meaning));
         }
     }
     all

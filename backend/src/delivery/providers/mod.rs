@@ -15,6 +15,7 @@ mod secret;
 pub mod sendgrid;
 pub mod smtp;
 pub mod twilio;
+pub mod variables;
 
 use std::time::Duration;
 

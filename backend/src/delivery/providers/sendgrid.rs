@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::config::{check_base_url, EmailSender};
-use super::declaration::{ProviderDeclaration, SecretDeclaration, Variable};
+use super::declaration::{ProviderDeclaration, SecretDeclaration};
+use super::variables;
 use super::{http, secret, ProvidersConfig, SecretUse, SetupError, DEFAULT_TIMEOUT};
 use crate::delivery::config::NotifyMode;
 use crate::delivery::provider::{
@@ -82,22 +83,14 @@ pub const DECLARATION: ProviderDeclaration = ProviderDeclaration {
     channels: &[Channel::Email],
     modes: &[NotifyMode::Live, NotifyMode::Sandbox],
     variables: &[
-        Variable {
-            name: "EMAIL_FROM",
-            meaning: "sender of every email: `notify@example.com` or `Example <notify@example.com>`; enables SendGrid",
-        },
-        Variable {
-            name: "SENDGRID_API_BASE_URL",
-            meaning: "SendGrid API base URL (default https://api.sendgrid.com)",
-        },
-        Variable {
-            name: "SENDGRID_TIMEOUT",
-            meaning: "longest SendGrid request, e.g. 10s (default 10s)",
-        },
+        variables::EMAIL_FROM,
+        variables::SENDGRID_API_BASE_URL,
+        variables::SENDGRID_TIMEOUT,
     ],
     secrets: &[SecretDeclaration {
         name: DEFAULT_API_KEY_SECRET,
         needed: true,
+        meaning: "SendGrid's API key (`sendgrid`)",
     }],
     setup: "EMAIL_FROM + SENDGRID_API_KEY",
     configured: |config, _| config.sendgrid.is_some(),

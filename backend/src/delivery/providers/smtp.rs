@@ -20,7 +20,8 @@ use lettre::transport::smtp::response::Response;
 use lettre::Address;
 
 use super::config::EmailSender;
-use super::declaration::{ProviderDeclaration, SecretDeclaration, Variable};
+use super::declaration::{ProviderDeclaration, SecretDeclaration};
+use super::variables;
 use super::{secret, ProvidersConfig, SecretUse, SetupError, DEFAULT_TIMEOUT};
 use crate::delivery::config::NotifyMode;
 use crate::delivery::provider::{
@@ -183,39 +184,23 @@ pub const DECLARATION: ProviderDeclaration = ProviderDeclaration {
     // No test mode: in sandbox it delivers to whatever SMTP_HOST is.
     modes: &[NotifyMode::Live, NotifyMode::Sandbox],
     variables: &[
-        Variable {
-            name: "SMTP_HOST",
-            meaning: "SMTP relay host; enables the SMTP provider",
-        },
-        Variable {
-            name: "EMAIL_FROM",
-            meaning: "sender of every email (required with SMTP_HOST)",
-        },
-        Variable {
-            name: "SMTP_PORT",
-            meaning: "SMTP port (default 587 for starttls, 465 for tls, 25 for none)",
-        },
-        Variable {
-            name: "SMTP_TLS",
-            meaning: "none | starttls | tls (default starttls); `none` sends credentials only to loopback",
-        },
-        Variable {
-            name: "SMTP_TIMEOUT",
-            meaning: "longest SMTP dialogue, e.g. 10s (default 10s)",
-        },
-        Variable {
-            name: "SMTP_HELO_NAME",
-            meaning: "name given in EHLO (default the address literal [127.0.0.1])",
-        },
+        variables::SMTP_HOST,
+        variables::EMAIL_FROM,
+        variables::SMTP_PORT,
+        variables::SMTP_TLS,
+        variables::SMTP_TIMEOUT,
+        variables::SMTP_HELO_NAME,
     ],
     secrets: &[
         SecretDeclaration {
             name: DEFAULT_USERNAME_SECRET,
             needed: false,
+            meaning: "the SMTP user name (`smtp`); optional: without one there is no `AUTH`",
         },
         SecretDeclaration {
             name: DEFAULT_PASSWORD_SECRET,
             needed: false,
+            meaning: "the SMTP password (`smtp`)",
         },
     ],
     setup: "SMTP_HOST + EMAIL_FROM",

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::config::check_base_url;
 use super::declaration::{ProviderDeclaration, SecretDeclaration, Variable};
+use super::variables;
 use super::{http, secret, ProvidersConfig, SecretUse, SetupError, DEFAULT_TIMEOUT};
 use crate::delivery::config::NotifyMode;
 use crate::delivery::provider::{
@@ -39,16 +40,7 @@ const TOO_MANY_REQUESTS: i64 = 20429;
 const AUTHENTICATE: i64 = 20003;
 
 /// The settings both accounts read.
-const SHARED_VARIABLES: [Variable; 2] = [
-    Variable {
-        name: "TWILIO_API_BASE_URL",
-        meaning: "Twilio API base URL, both accounts (default https://api.twilio.com)",
-    },
-    Variable {
-        name: "TWILIO_TIMEOUT",
-        meaning: "longest Twilio request, e.g. 10s (default 10s)",
-    },
-];
+const SHARED_VARIABLES: [Variable; 2] = [variables::TWILIO_API_BASE_URL, variables::TWILIO_TIMEOUT];
 
 const PRIMARY_SID: &str = "TWILIO_ACCOUNT_SID";
 const PRIMARY_TOKEN: &str = "TWILIO_AUTH_TOKEN";
@@ -63,23 +55,19 @@ pub const PRIMARY: ProviderDeclaration = ProviderDeclaration {
     variables: &[
         SHARED_VARIABLES[0],
         SHARED_VARIABLES[1],
-        Variable {
-            name: "TWILIO_MESSAGING_SERVICE_SID",
-            meaning: "primary account's Messaging Service (MG + 32 hex)",
-        },
-        Variable {
-            name: "TWILIO_FROM",
-            meaning: "primary account's sender (E.164 number, short code or alphanumeric ID)",
-        },
+        variables::TWILIO_MESSAGING_SERVICE_SID,
+        variables::TWILIO_FROM,
     ],
     secrets: &[
         SecretDeclaration {
             name: PRIMARY_SID,
             needed: true,
+            meaning: "the primary account's SID (`twilio`)",
         },
         SecretDeclaration {
             name: PRIMARY_TOKEN,
             needed: true,
+            meaning: "the primary account's auth token (`twilio`)",
         },
     ],
     setup: "(TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID) + TWILIO_ACCOUNT_SID + TWILIO_AUTH_TOKEN",
@@ -100,23 +88,19 @@ pub const SECONDARY: ProviderDeclaration = ProviderDeclaration {
     variables: &[
         SHARED_VARIABLES[0],
         SHARED_VARIABLES[1],
-        Variable {
-            name: "TWILIO_SECONDARY_MESSAGING_SERVICE_SID",
-            meaning: "secondary account's Messaging Service; enables it",
-        },
-        Variable {
-            name: "TWILIO_SECONDARY_FROM",
-            meaning: "secondary account's sender; enables it",
-        },
+        variables::TWILIO_SECONDARY_MESSAGING_SERVICE_SID,
+        variables::TWILIO_SECONDARY_FROM,
     ],
     secrets: &[
         SecretDeclaration {
             name: SECONDARY_SID,
             needed: true,
+            meaning: "the secondary account's SID (`twilio-secondary`)",
         },
         SecretDeclaration {
             name: SECONDARY_TOKEN,
             needed: true,
+            meaning: "the secondary account's auth token (`twilio-secondary`)",
         },
     ],
     setup: "(TWILIO_SECONDARY_FROM or TWILIO_SECONDARY_MESSAGING_SERVICE_SID) + TWILIO_SECONDARY_ACCOUNT_SID + TWILIO_SECONDARY_AUTH_TOKEN",
