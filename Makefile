@@ -15,11 +15,7 @@ POLICY_CHECK_ENV := API_UPSTREAM_URL=https://api.example.run.app \
 	GARDIEN_INTERNAL_SECRET=example-internal-secret-of-at-least-32-bytes \
 	REDIS_URL=redis://10.0.0.3:6379
 
-<<<<<<< HEAD
-.PHONY: demo test test-alerts test-node test-manifests build build-release check-policies bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench clean
-=======
-.PHONY: demo test test-alerts test-node build build-release check-policies env-docs bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench clean
->>>>>>> i12-envdocs
+.PHONY: demo test test-alerts test-node test-manifests build build-release check-policies env-docs bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench clean
 
 demo: deps-build build
 	scripts/demo.sh
