@@ -109,3 +109,38 @@ fn the_image_builds_and_serves_the_production_policy_as_nonroot() {
         );
     }
 }
+
+/// Every policy of `policies/` is in the image, and the entrypoint serves production's: a
+/// new policy file needs its line in the Dockerfile (checked here without Podman).
+#[test]
+fn the_dockerfile_ships_every_policy_and_pins_production() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(workspace.join("Dockerfile")).expect("Dockerfile");
+    let copy = dockerfile
+        .lines()
+        .find(|l| l.starts_with("COPY policies/"))
+        .expect("a `COPY policies/…` line in the Dockerfile");
+    for entry in std::fs::read_dir(workspace.join("policies")).expect("policies/") {
+        let name = entry.expect("a policy").file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".yaml") {
+            assert!(
+                copy.split_whitespace().any(|w| w == format!("policies/{name}")),
+                "policies/{name} is not copied into the image: {copy}"
+            );
+        }
+    }
+    assert!(
+        copy.ends_with(" /etc/gardien/policies/"),
+        "the policies go to /etc/gardien/policies/: {copy}"
+    );
+    let entrypoint = r#"ENTRYPOINT ["/usr/local/bin/gardien", "run", "--policy", "/etc/gardien/policies/production.yaml"]"#;
+    assert!(
+        dockerfile.lines().any(|l| l == entrypoint),
+        "the Dockerfile's entrypoint is not `{entrypoint}`"
+    );
+    assert!(
+        dockerfile.lines().any(|l| l == "USER 65532:65532"),
+        "the Dockerfile does not run as 65532:65532"
+    );
+}
