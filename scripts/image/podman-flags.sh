@@ -15,7 +15,7 @@ podman_build_flags=()
 if [ -n "${PODMAN_RUNTIME:-}" ]; then
   podman_flags+=(--runtime "$PODMAN_RUNTIME")
   podman_build_flags+=(--runtime "$PODMAN_RUNTIME")
-elif [ -s /sys/fs/cgroup/unified/cgroup.controllers ]; then
+elif [ -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]; then
   command -v runc >/dev/null || {
     echo "error: cgroups are in hybrid mode here and crun refuses that: install runc (scripts/install-deps.sh test does)" >&2
     exit 1
