@@ -48,7 +48,10 @@ fn require_tools() {
             .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        assert!(found, "{tool} is missing: run `make test`, which installs it (scripts/install-deps.sh test)");
+        assert!(
+            found,
+            "{tool} is missing: run `make test`, which installs it (scripts/install-deps.sh test)"
+        );
     }
 }
 
@@ -102,8 +105,12 @@ fn the_image_builds_and_serves_the_production_policy_as_nonroot() {
         .read_to_string(&mut output)
         .expect("read the log");
 
-    let status = status.unwrap_or_else(|| panic!("scripts/image.sh did not finish within {LIMIT:?}:\n{output}"));
-    assert!(status.success(), "scripts/image.sh --check failed ({status}):\n{output}");
+    let status = status
+        .unwrap_or_else(|| panic!("scripts/image.sh did not finish within {LIMIT:?}:\n{output}"));
+    assert!(
+        status.success(),
+        "scripts/image.sh --check failed ({status}):\n{output}"
+    );
     for line in EXPECTED {
         assert!(
             output.lines().any(|l| l.starts_with(line)),
@@ -127,7 +134,8 @@ fn the_dockerfile_ships_every_policy_and_pins_production() {
         let name = name.to_string_lossy();
         if name.ends_with(".yaml") {
             assert!(
-                copy.split_whitespace().any(|w| w == format!("policies/{name}")),
+                copy.split_whitespace()
+                    .any(|w| w == format!("policies/{name}")),
                 "policies/{name} is not copied into the image: {copy}"
             );
         }
