@@ -10,6 +10,7 @@
 # Build arguments (each has the production value as its default):
 #   RUST_IMAGE     the builder: the Rust toolchain the project is tested with, on Debian 12
 #   RUNTIME_IMAGE  the base: glibc, CA certificates, the nonroot user, no shell
+#   GARDIEN_GIT_COMMIT  the commit the binaries report (cloudbuild.yaml passes it)
 #   BINARIES       `built` compiles in the builder stage; `prebuilt` copies
 #                  target/image/bin/{gardien,gardien-backend} from the context instead (built
 #                  on a Debian 12 host, the same glibc as the base), for hosts that cannot
@@ -25,6 +26,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# The commit the binaries report (`/status`, `gardien_build_info`): the context has no .git.
+ARG GARDIEN_GIT_COMMIT=
 RUN cargo build --release --locked -p gardien -p gardien-backend --bins \
     && mkdir -p /out \
     && cp target/release/gardien target/release/gardien-backend /out/

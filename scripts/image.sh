@@ -82,10 +82,16 @@ podman image umount "$base_image" >/dev/null
 trap - EXIT
 
 # 3. The image: the Dockerfile's runtime stage on the local base, binaries from the host.
-podman build --quiet "${podman_build_flags[@]}" \
+# No layer cache (--layers=false): each build has new binaries, and cached layers of old
+# ones would pile up; the image it replaces under the same tag is removed too.
+previous=$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
+podman build --quiet --layers=false "${podman_build_flags[@]}" \
   --build-arg BINARIES=prebuilt \
   --build-arg RUNTIME_IMAGE="$base_image" \
   --tag "$image" . >/dev/null
+if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$image")" ]; then
+  podman rmi "$previous" >/dev/null 2>&1 || true
+fi
 step "image: $image ($(podman image inspect --format '{{.Size}}' "$image" | awk '{ printf "%.0f MB", $1 / 1e6 }'))"
 
 # 4. The smoke check.
