@@ -82,16 +82,20 @@ podman image umount "$base_image" >/dev/null
 trap - EXIT
 
 # 3. The image: the Dockerfile's runtime stage on the local base, binaries from the host.
-# No layer cache (--layers=false): each build has new binaries, and cached layers of old
-# ones would pile up; the image it replaces under the same tag is removed too.
+# Each build has new binaries: the stages it leaves (untagged) and the image it replaces
+# under the same tag are removed, so old binaries do not pile up in Podman's storage.
+# (Not --layers=false: Buildah then cannot resolve `FROM ${BINARIES}`, a stage.)
 previous=$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
-podman build --quiet --layers=false "${podman_build_flags[@]}" \
+untagged_before=$(podman images --all --quiet --no-trunc --filter dangling=true | sort)
+podman build --quiet "${podman_build_flags[@]}" \
   --build-arg BINARIES=prebuilt \
   --build-arg RUNTIME_IMAGE="$base_image" \
   --tag "$image" . >/dev/null
+left=$(comm -13 <(echo "$untagged_before") <(podman images --all --quiet --no-trunc --filter dangling=true | sort))
 if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$image")" ]; then
-  podman rmi "$previous" >/dev/null 2>&1 || true
+  left="$left $previous"
 fi
+for id in $left; do podman rmi "$id" >/dev/null 2>&1 || true; done
 step "image: $image ($(podman image inspect --format '{{.Size}}' "$image" | awk '{ printf "%.0f MB", $1 / 1e6 }'))"
 
 # 4. The smoke check.
