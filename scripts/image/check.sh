@@ -35,13 +35,14 @@ origin=https://app.example.com
 
 mkdir -p target/image
 run=$(mktemp -d "$PWD/target/image/check.XXXXXX")
-tag=$(basename "$run" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9\n' '-')
-schema="gimg_$(basename "$run" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9\n' '_')"
+tag=$(basename "$run" | tr '[:upper:]' '[:lower:]' | tr -c 'a-z0-9\n' '-')
+schema="gimg_$(basename "$run" | tr '[:upper:]' '[:lower:]' | tr -c 'a-z0-9\n' '_')"
 gateway="gardien-$tag"
 backend="gardien-backend-$tag"
 pids=()
 containers=()
 schema_made=false
+image_mounted=false
 
 cleanup() {
   local status=$?
@@ -54,6 +55,7 @@ cleanup() {
   for container in "${containers[@]}"; do podman rm -f -t 2 "$container" >/dev/null 2>&1 || true; done
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if $image_mounted; then podman image umount "$image" >/dev/null 2>&1 || true; fi
   if $schema_made; then psql -q "$postgres_url" -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true; fi
   rm -rf "$run"
   exit "$status"
@@ -81,6 +83,7 @@ wait_file() { # file, seconds, what, container-or-pid
 }
 
 # --- the image as built ------------------------------------------------------------------
+podman image exists "$image" || fail "no image $image: build it with scripts/image.sh"
 [ "$(podman image inspect --format '{{json .Config.Entrypoint}}' "$image")" = "$entrypoint" ] \
   || fail "entrypoint is $(podman image inspect --format '{{json .Config.Entrypoint}}' "$image"), not $entrypoint"
 ok "entrypoint pins the production policy: $entrypoint"
@@ -94,6 +97,7 @@ done
 ok "exposes $ports"
 
 root=$(podman image mount "$image")
+image_mounted=true
 for file in usr/local/bin/gardien usr/local/bin/gardien-backend; do
   [ -x "$root/$file" ] || fail "/$file is missing"
 done
@@ -103,9 +107,10 @@ for policy in dev staging production; do
 done
 [ -s "$root/etc/ssl/certs/ca-certificates.crt" ] || fail "no CA bundle at /etc/ssl/certs/ca-certificates.crt"
 for shell in bin/sh bin/bash bin/dash usr/bin/sh; do
-  [ ! -e "$root/$shell" ] && [ ! -L "$root/$shell" ] || fail "the image holds /$shell"
+  if [ -e "$root/$shell" ] || [ -L "$root/$shell" ]; then fail "the image holds /$shell"; fi
 done
 podman image umount "$image" >/dev/null
+image_mounted=false
 ok "both binaries, the three policies, a CA bundle; no shell in the file system"
 
 if shell_out=$(podman run --rm "${podman_flags[@]}" --entrypoint /bin/sh "$image" -c true 2>&1); then
@@ -194,7 +199,7 @@ podman run -d --name "$gateway" "${common[@]}" -v "$run/ready:/run/check" \
 ready=$(wait_file "$run/ready/gateway" 30 "gardien" "$gateway")
 listen=$(printf '%s\n' "$ready" | sed -n 's/^listen=//p')
 admin=$(printf '%s\n' "$ready" | sed -n 's/^admin_listen=//p')
-[ -n "$listen" ] && [ -n "$admin" ] || fail "the ready file holds \`$ready\`"
+if [ -z "$listen" ] || [ -z "$admin" ]; then fail "the ready file holds \`$ready\`"; fi
 ok "gardien serves production.yaml: proxy $listen, admin $admin"
 
 code=$(curl -sS -o "$run/healthz" -w '%{http_code}' "http://$admin/healthz")
@@ -239,7 +244,9 @@ status=$(head -n 1 "$run/headers" | awk '{ print $2 }')
 ok "GET /api/health through the proxy: 200 from the api upstream, HSTS \`$hsts\`, CORS, X-Request-Id"
 
 code=$(curl -sS -o "$run/me" -w '%{http_code}' "http://$listen/api/me")
-[ "$code" = 401 ] && grep -q '"token_missing"' "$run/me" || fail "GET /api/me without a token answered $code: $(cat "$run/me")"
+if [ "$code" != 401 ] || ! grep -q '"token_missing"' "$run/me"; then
+  fail "GET /api/me without a token answered $code: $(cat "$run/me")"
+fi
 ok "GET /api/me without a token: 401 token_missing"
 
 for container in "$gateway" "$backend"; do

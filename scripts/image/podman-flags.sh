@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/image.sh and scripts/image/check.sh: the flags `podman run` and
 # `podman build` need on this host, each for a reason found here, so the same commands
 # work on an operator's machine (where they add nothing) and in a restricted sandbox.
