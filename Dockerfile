@@ -35,8 +35,11 @@ RUN cargo build --release --locked -p gardien -p gardien-backend --bins \
 FROM scratch AS built
 COPY --from=builder /out/ /
 
+# The legacy builder (no BuildKit) builds every stage, this one too, where the context has
+# no prebuilt binaries (Cloud Build uploads no target/): the wildcard matches nothing there,
+# and Cargo.toml, always present, keeps the COPY valid. BuildKit and Buildah skip the stage.
 FROM scratch AS prebuilt
-COPY target/image/bin/gardien target/image/bin/gardien-backend /
+COPY Cargo.toml target/image/bin/gardien* /
 
 # Whichever of the two BINARIES names: the stage the runtime copies from.
 FROM ${BINARIES} AS binaries
