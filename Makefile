@@ -15,7 +15,7 @@ POLICY_CHECK_ENV := API_UPSTREAM_URL=https://api.example.run.app \
 	GARDIEN_INTERNAL_SECRET=example-internal-secret-of-at-least-32-bytes \
 	REDIS_URL=redis://10.0.0.3:6379
 
-.PHONY: demo test test-alerts test-node test-manifests build build-release check-policies env-docs bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench clean
+.PHONY: demo test test-alerts test-node test-manifests image build build-release check-policies env-docs bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench deps-image clean
 
 demo: deps-build build
 	scripts/demo.sh
@@ -47,6 +47,12 @@ test-node: deps-test build
 # they agree with the policy, env-docs and docs/DEPLOYMENT.md.
 test-manifests: deps-test
 	scripts/validate-manifests.sh
+
+# The container image with Podman, on a local Debian base (no registry needed), then its
+# smoke check: the production policy, both binaries, nonroot, no shell (docs/IMAGE.md).
+# Needs root, Redis and PostgreSQL on loopback; `scripts/image.sh` alone only builds.
+image: deps-image
+	scripts/image.sh --check
 
 build:
 	$(CARGO) build --workspace --bins --examples
@@ -102,6 +108,9 @@ deps-test:
 
 deps-bench:
 	@scripts/install-deps.sh bench
+
+deps-image:
+	@scripts/install-deps.sh image
 
 clean:
 	$(CARGO) clean

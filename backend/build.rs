@@ -1,5 +1,6 @@
 //! Passes the git commit being built to the code as `GARDIEN_GIT_COMMIT` (for
-//! `gardien_build_info`), or `unknown` when there is no git or no repository.
+//! `gardien_build_info`): the `GARDIEN_GIT_COMMIT` variable when set (an image build has no
+//! `.git`: the Dockerfile's build argument of that name), else git's, else `unknown`.
 
 use std::process::Command;
 
@@ -14,7 +15,13 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rerun-if-env-changed=GARDIEN_GIT_COMMIT");
+    let commit = std::env::var("GARDIEN_GIT_COMMIT")
+        .ok()
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
+        .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=GARDIEN_GIT_COMMIT={commit}");
     // Build again when HEAD moves: HEAD itself, the branch it names, and packed refs
     // (only files that exist: a missing one would rerun this on every build).

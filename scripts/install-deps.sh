@@ -9,20 +9,28 @@
 #   prometheus       promtool, which checks and unit-tests deploy/prometheus/alerts.yaml,
 #                    and the server tests/prometheus.rs runs them in
 #   nodejs, npm      clients/node's tests (`make test-node`: `npm test`, Node's own runner)
+#   podman, runc, debootstrap, openssl, postgresql-client
+#                    the container image (`make image`, tests/image.rs): Podman builds it
+#                    on a local Debian base made with debootstrap, runc runs it where crun
+#                    cannot (hybrid cgroups), openssl makes the check's CA, psql its schema
 # As root it installs them with apt-get; otherwise it says exactly what to run.
 #   wrk              the closed-loop load generator of the load harness (benches/load.rs)
 #   oha              its open-loop (fixed-rate) load generator, from crates.io with cargo,
 #                    into target/tools/oha (not a Debian package)
-# Usage: scripts/install-deps.sh [build|test|bench]
+# Usage: scripts/install-deps.sh [build|test|bench|image]
 #   postgresql-client  psql, with which the benchmarks make and drop their schemas
 #   build: cmake; test: cmake, chromium, chromium-driver, python3, python3-venv, curl,
 #   prometheus, nodejs, npm;
 #   bench: cmake, wrk, postgresql-client, oha
+#   image: cmake, podman, runc, debootstrap, openssl, python3, curl, postgresql-client
+#   (test installs these too)
 set -euo pipefail
 
 want=(cmake)
 case "${1:-test}" in
-  test) want+=(chromium chromium-driver python3 python3-venv curl prometheus nodejs npm) ;;
+  test) want+=(chromium chromium-driver python3 python3-venv curl prometheus nodejs npm
+    podman runc debootstrap openssl postgresql-client) ;;
+  image) want+=(podman runc debootstrap openssl python3 curl postgresql-client) ;;
   bench) want+=(wrk postgresql-client) ;;
 esac
 

@@ -486,6 +486,15 @@ pub const GATEWAY_SOURCES: &[&str] = &[
     "crates/gardien-telemetry/src",
 ];
 
+/// The `.rs` folders the `gardien-backend` binary is built from.
+pub const BACKEND_SOURCES: &[&str] = &[
+    "backend/src",
+    "crates/gardien-errors/src",
+    "crates/gardien-identity/src",
+    "crates/gardien-secrets/src",
+    "crates/gardien-telemetry/src",
+];
+
 /// The release build of the workspace binary `name` (`target/release/<name>`, next to the
 /// debug build this test was built with). Panics, saying what to run, when it is missing or
 /// older than a `.rs` file under `sources` (folders of the workspace): a test of the
