@@ -110,6 +110,13 @@ pub struct Options {
     /// How far from now a signature's timestamp may be.
     #[arg(long, env = "IDENTITY_WINDOW", default_value = "30s", value_parser = humantime_duration)]
     pub identity_window: Duration,
+    /// After `GARDIEN_INTERNAL_SECRET` changes, how long the value before it is still
+    /// accepted. Default `3 × SECRETS_REFRESH_INTERVAL + IDENTITY_WINDOW`, which covers
+    /// gardien's default `jwt.identity_rotation_delay`; at least that delay plus one
+    /// refresh interval plus `IDENTITY_WINDOW` when it is set longer. `0s`: only
+    /// `GARDIEN_INTERNAL_SECRET_PREVIOUS` is accepted besides the current value.
+    #[arg(long, env = "IDENTITY_ROTATION_WINDOW", value_parser = humantime_duration)]
+    pub identity_rotation_window: Option<Duration>,
     /// Notification delivery (`NOTIFY_*`).
     #[command(flatten)]
     pub delivery: crate::delivery::config::DeliveryOptions,
