@@ -138,8 +138,13 @@ async fn through_gardien(http: &reqwest::Client, gateway: &GatewayProcess, token
 async fn signed_directly(backend: &BackendProcess, secret: &str) -> u16 {
     let unix_now = u64::try_from(now()).expect("positive");
     let identity: [(&str, &[u8]); 2] = [("x-user-id", b"direct-user"), ("x-user-roles", b"")];
-    let signature =
-        gardien_identity::sign(secret.as_bytes(), "GET", "/api/reports", unix_now, &identity);
+    let signature = gardien_identity::sign(
+        secret.as_bytes(),
+        "GET",
+        "/api/reports",
+        unix_now,
+        &identity,
+    );
     client()
         .get(format!("{}/api/reports", backend.url()))
         .header("x-user-id", "direct-user")
@@ -192,7 +197,11 @@ async fn rotate_under_load(s: &Stack) -> Load {
     let gateway_url = s.gateway.url("/api/reports");
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
-        let (token, rotated, url) = (Arc::clone(&token), Arc::clone(&rotated), gateway_url.clone());
+        let (token, rotated, url) = (
+            Arc::clone(&token),
+            Arc::clone(&rotated),
+            gateway_url.clone(),
+        );
         clients.push(tokio::spawn(async move {
             let http = client();
             let mut statuses = Vec::new();
@@ -235,7 +244,12 @@ async fn rotating_the_internal_secret_under_load_refuses_nothing() {
     let s = stack(BACKEND_ROTATION_WINDOW).await;
     let http = client();
     let token = bearer();
-    assert_eq!(through_gardien(&http, &s.gateway, &token).await, 200, "{}", s.backend.log());
+    assert_eq!(
+        through_gardien(&http, &s.gateway, &token).await,
+        200,
+        "{}",
+        s.backend.log()
+    );
 
     let load = rotate_under_load(&s).await;
     let refused = load.not_2xx();
@@ -261,7 +275,9 @@ async fn rotating_the_internal_secret_under_load_refuses_nothing() {
     );
     let log = s.gateway.log();
     assert!(
-        log.contains("identity secret rotated: X-Gardien-Identity stays signed with the previous value"),
+        log.contains(
+            "identity secret rotated: X-Gardien-Identity stays signed with the previous value"
+        ),
         "{log}"
     );
 
@@ -277,7 +293,10 @@ async fn rotating_the_internal_secret_under_load_refuses_nothing() {
         previous,
         "gardien still signs with the old value after its delay"
     );
-    assert_eq!(backend_metric(&s.backend, VERIFIED_CURRENT).await, current + 20.0);
+    assert_eq!(
+        backend_metric(&s.backend, VERIFIED_CURRENT).await,
+        current + 20.0
+    );
 
     // After the backend's window, the old value is refused; the new one is accepted.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -316,7 +335,10 @@ async fn without_the_previous_value_the_same_rotation_gets_401s() {
     let token = bearer();
     let deadline = Instant::now() + Duration::from_secs(10);
     while through_gardien(&http, &s.gateway, &token).await != 200 {
-        assert!(Instant::now() < deadline, "gardien never signed with the new value");
+        assert!(
+            Instant::now() < deadline,
+            "gardien never signed with the new value"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

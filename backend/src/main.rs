@@ -98,12 +98,11 @@ async fn main() -> ExitCode {
     problems.extend(options.problems());
     problems.extend(secrets::problems(environment, &*store));
     if options.identity_rotation_window.is_none() {
-        options.identity_rotation_window = Some(
-            gardien_identity::rotation::default_verifying_window(
+        options.identity_rotation_window =
+            Some(gardien_identity::rotation::default_verifying_window(
                 store.refresh_interval(),
                 options.identity_window,
-            ),
-        );
+            ));
     }
     let database = database_line(&options, database_given);
 

@@ -119,8 +119,10 @@ mod tests {
     fn a_short_previous_secret_is_refused_in_production_only() {
         use gardien_secrets::Secret;
         use std::collections::HashMap;
-        let short: HashMap<String, Secret> =
-            HashMap::from([(INTERNAL_SECRET_PREVIOUS.to_owned(), Secret::new("short-one"))]);
+        let short: HashMap<String, Secret> = HashMap::from([(
+            INTERNAL_SECRET_PREVIOUS.to_owned(),
+            Secret::new("short-one"),
+        )]);
         let problems = problems(Environment::Production, &short);
         assert_eq!(
             problems,

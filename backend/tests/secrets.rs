@@ -538,7 +538,12 @@ async fn during_a_rotation_the_value_before_is_accepted_for_the_window() {
     let current = r#"gardien_backend_identity_verified_total{secret="current"}"#;
     let previous = r#"gardien_backend_identity_verified_total{secret="previous"}"#;
     // The explicit previous value is accepted, as the current one; another is not.
-    assert_eq!(status_signed_with(&backend, V1).await, 200, "{}", backend.log());
+    assert_eq!(
+        status_signed_with(&backend, V1).await,
+        200,
+        "{}",
+        backend.log()
+    );
     assert_eq!(status_signed_with(&backend, V0).await, 200);
     assert_eq!(status_signed_with(&backend, V2).await, 401);
     assert_eq!(backend_metric(&backend, current).await, 1.0);
@@ -548,7 +553,10 @@ async fn during_a_rotation_the_value_before_is_accepted_for_the_window() {
     sm.delete(PROJECT, "GARDIEN_INTERNAL_SECRET_PREVIOUS");
     let deadline = Instant::now() + Duration::from_secs(10);
     while status_signed_with(&backend, V0).await != 401 {
-        assert!(Instant::now() < deadline, "the explicit previous stays accepted");
+        assert!(
+            Instant::now() < deadline,
+            "the explicit previous stays accepted"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     sm.add_version(PROJECT, "GARDIEN_INTERNAL_SECRET", V2);
@@ -559,7 +567,11 @@ async fn during_a_rotation_the_value_before_is_accepted_for_the_window() {
     }
     let seen = Instant::now();
     let verified_previous = backend_metric(&backend, previous).await;
-    assert_eq!(status_signed_with(&backend, V1).await, 200, "within the window");
+    assert_eq!(
+        status_signed_with(&backend, V1).await,
+        200,
+        "within the window"
+    );
     assert_eq!(
         backend_metric(&backend, previous).await,
         verified_previous + 1.0,
@@ -568,7 +580,10 @@ async fn during_a_rotation_the_value_before_is_accepted_for_the_window() {
     // …until the window has passed, then refused.
     let deadline = Instant::now() + Duration::from_secs(10);
     while status_signed_with(&backend, V1).await != 401 {
-        assert!(Instant::now() < deadline, "the previous value is never dropped");
+        assert!(
+            Instant::now() < deadline,
+            "the previous value is never dropped"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The change happened at most one poll (50ms) and a request before `seen`.

@@ -498,7 +498,11 @@ mod tests {
     fn the_rotation_delay_is_validated_with_its_path() {
         let (_, diag) = rotated(Duration::ZERO, Some(Duration::from_secs(7200)));
         assert_eq!(diag.errors()[0].path, "jwt.identity_rotation_delay");
-        assert!(diag.errors()[0].message.contains("longer than 1h"), "{:?}", diag.errors());
+        assert!(
+            diag.errors()[0].message.contains("longer than 1h"),
+            "{:?}",
+            diag.errors()
+        );
         let (p, diag) = rotated(Duration::ZERO, Some(Duration::ZERO));
         assert!(!diag.has_errors());
         assert_eq!(diag.warnings()[0].path, "jwt.identity_rotation_delay");
@@ -506,7 +510,9 @@ mod tests {
         let (_, diag) = rotated(Duration::ZERO, Some(Duration::from_secs(60)));
         assert!(!diag.has_errors());
         assert!(
-            diag.warnings()[0].message.contains("IDENTITY_ROTATION_WINDOW to at least 1m 10s"),
+            diag.warnings()[0]
+                .message
+                .contains("IDENTITY_ROTATION_WINDOW to at least 1m 10s"),
             "{:?}",
             diag.warnings()
         );

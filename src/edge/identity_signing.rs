@@ -97,7 +97,10 @@ mod tests {
         let previous = PreviousValue::new(Secret::new(OLD), changed);
         let keys = SigningKeys::new(&Secret::new(NEW), Some(&previous), delay, changed);
         assert_eq!(signed_with(&keys, changed), "old");
-        assert_eq!(signed_with(&keys, changed + delay - Duration::from_millis(1)), "old");
+        assert_eq!(
+            signed_with(&keys, changed + delay - Duration::from_millis(1)),
+            "old"
+        );
         assert_eq!(signed_with(&keys, changed + delay), "new");
         assert_eq!(keys.previous_until(), Some(changed + delay));
 

@@ -278,7 +278,10 @@ async fn the_value_before_a_rotation_is_kept_with_its_time() {
     assert!(kept.replaced_within(Duration::from_secs(1), after));
     assert!(!kept.replaced_within(Duration::ZERO, after + Duration::from_millis(1)));
     assert!(
-        store.values().iter().any(|v| v.expose() == FIRST.as_bytes()),
+        store
+            .values()
+            .iter()
+            .any(|v| v.expose() == FIRST.as_bytes()),
         "the previous value is scrubbed from error reports too"
     );
 
@@ -298,7 +301,10 @@ async fn the_value_before_a_rotation_is_kept_with_its_time() {
     store.refresh().await;
     let kept = previous(&store).expect("the value before the second rotation");
     assert_eq!(kept.value().expose(), SECOND.as_bytes());
-    assert_eq!(value(&store, "GARDIEN_INTERNAL_SECRET").as_deref(), Some(THIRD));
+    assert_eq!(
+        value(&store, "GARDIEN_INTERNAL_SECRET").as_deref(),
+        Some(THIRD)
+    );
     assert!(!format!("{kept:?}").contains(SECOND), "never printed");
 }
 
