@@ -50,6 +50,7 @@ fn fixture(cache_size: usize) -> Fixture {
         None,
         None,
         None,
+        None,
         Environment::Production,
         &EnvSecrets(&env),
         &mut diag,

@@ -60,6 +60,11 @@ pub const IDENTITY_WINDOW: EnvVar = EnvVar::plain(
     "`30s`",
     "how far from now the timestamp of an `X-Gardien-Identity` signature may be",
 );
+pub const IDENTITY_ROTATION_WINDOW: EnvVar = EnvVar::plain(
+    "IDENTITY_ROTATION_WINDOW",
+    "`3 × SECRETS_REFRESH_INTERVAL + IDENTITY_WINDOW`",
+    "after `GARDIEN_INTERNAL_SECRET` changes, how long the value before it is still accepted (covers gardien's `jwt.identity_rotation_delay`); `0s`: only `GARDIEN_INTERNAL_SECRET_PREVIOUS` besides the current value ([IDENTITY.md](IDENTITY.md#rotating-the-secret))",
+);
 
 /// `gardien-backend [options] [serve|migrate [up [--dry-run]|status]|check|report-test]`; every option also reads an environment
 /// variable.
@@ -172,6 +177,13 @@ pub struct Options {
     /// How far from now a signature's timestamp may be.
     #[arg(long, env = IDENTITY_WINDOW.name, default_value = "30s", value_parser = humantime_duration)]
     pub identity_window: Duration,
+    /// After `GARDIEN_INTERNAL_SECRET` changes, how long the value before it is still
+    /// accepted. Default `3 × SECRETS_REFRESH_INTERVAL + IDENTITY_WINDOW`, which covers
+    /// gardien's default `jwt.identity_rotation_delay`; at least that delay plus one
+    /// refresh interval plus `IDENTITY_WINDOW` when it is set longer. `0s`: only
+    /// `GARDIEN_INTERNAL_SECRET_PREVIOUS` is accepted besides the current value.
+    #[arg(long, env = IDENTITY_ROTATION_WINDOW.name, value_parser = humantime_duration)]
+    pub identity_rotation_window: Option<Duration>,
     /// Notification delivery (`NOTIFY_*`).
     #[command(flatten)]
     pub delivery: crate::delivery::config::DeliveryOptions,

@@ -5,6 +5,11 @@
 //! trusted. The secret is read from the secret store at each request, so a rotation is
 //! picked up without a restart. Without it, identity headers are trusted in `dev` only;
 //! elsewhere every request is refused. See docs/IDENTITY.md.
+//!
+//! During a rotation a signature under the value before is accepted too: the one the
+//! store held before its last change, for `IDENTITY_ROTATION_WINDOW` after that change
+//! (the rule is in `gardien_identity::rotation`), and `GARDIEN_INTERNAL_SECRET_PREVIOUS`
+//! when set. `gardien_backend_identity_verified_total{secret}` counts which one verified.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -12,7 +17,7 @@ use axum::http::HeaderMap;
 
 use crate::config::Environment;
 use crate::error::ApiError;
-use crate::secrets::INTERNAL_SECRET;
+use crate::secrets::{INTERNAL_SECRET, INTERNAL_SECRET_PREVIOUS};
 use crate::AppState;
 
 /// The identity headers gardien signs, by name.
@@ -71,8 +76,11 @@ pub fn verify_signature(parts: &Parts, state: &AppState) -> Result<(), ApiError>
         .filter_map(|name| parts.headers.get(*name).map(|v| (*name, v.as_bytes())))
         .collect();
     let now = u64::try_from(jiff::Timestamp::now().as_second()).unwrap_or(0);
-    gardien_identity::verify(
-        secret.expose(),
+    let previous = previous_secrets(state);
+    let mut keys: Vec<&[u8]> = vec![secret.expose()];
+    keys.extend(previous.iter().map(|s| s.expose()));
+    gardien_identity::verify_any(
+        &keys,
         signature,
         parts.method.as_str(),
         parts.uri.path(),
@@ -80,6 +88,10 @@ pub fn verify_signature(parts: &Parts, state: &AppState) -> Result<(), ApiError>
         now,
         state.options.identity_window.as_secs(),
     )
+    .map(|index| {
+        let secret = if index == 0 { "current" } else { "previous" };
+        state.metrics.identity_verified(secret);
+    })
     .map_err(|refusal| {
         let reason = match refusal {
             gardien_identity::Refusal::Malformed => "X-Gardien-Identity is malformed",
@@ -92,6 +104,32 @@ pub fn verify_signature(parts: &Parts, state: &AppState) -> Result<(), ApiError>
         };
         ApiError::unauthenticated(reason)
     })
+}
+
+/// The values accepted besides the current secret: `GARDIEN_INTERNAL_SECRET_PREVIOUS`,
+/// and the store's value before its last change while within the rotation window.
+fn previous_secrets(state: &AppState) -> Vec<gardien_secrets::Secret> {
+    let window = state.options.identity_rotation_window.unwrap_or_else(|| {
+        gardien_identity::rotation::default_verifying_window(
+            state
+                .secrets
+                .refresh_interval()
+                .unwrap_or(gardien_secrets::DEFAULT_REFRESH_INTERVAL),
+            state.options.identity_window,
+        )
+    });
+    let automatic = state
+        .secrets
+        .previous(INTERNAL_SECRET)
+        .filter(|p| !window.is_zero() && p.replaced_within(window, std::time::Instant::now()))
+        .map(|p| p.value().clone());
+    state
+        .secrets
+        .get(INTERNAL_SECRET_PREVIOUS)
+        .into_iter()
+        .chain(automatic)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 impl FromRequestParts<AppState> for Caller {

@@ -112,6 +112,14 @@ async fn main() -> ExitCode {
         }
     }
     problems.extend(options.problems());
+    problems.extend(secrets::problems(environment, &*store));
+    if options.identity_rotation_window.is_none() {
+        options.identity_rotation_window =
+            Some(gardien_identity::rotation::default_verifying_window(
+                store.refresh_interval(),
+                options.identity_window,
+            ));
+    }
     let database = database_line(&options, database_given);
 
     if matches!(cli.command, Some(Command::Check)) {

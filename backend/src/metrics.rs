@@ -36,6 +36,8 @@ pub struct Metrics {
     circuits: IntGaugeVec,
     delivery_seconds: HistogramVec,
     failovers: IntCounterVec,
+    /// `X-Gardien-Identity` signatures accepted, by the secret that verified them.
+    identity_verified: IntCounterVec,
     outbox_due: IntGaugeVec,
     outbox_oldest: GaugeVec,
     /// When the outbox was last counted, Unix microseconds (0: not yet).
@@ -125,6 +127,16 @@ impl Metrics {
             ),
             &["channel", "from", "to"],
         )?;
+        let identity_verified = IntCounterVec::new(
+            Opts::new(
+                "gardien_backend_identity_verified_total",
+                "X-Gardien-Identity signatures accepted, by the secret that verified them (current, previous: during a rotation)",
+            ),
+            &["secret"],
+        )?;
+        for secret in ["current", "previous"] {
+            identity_verified.with_label_values(&[secret]);
+        }
         let outbox_due = IntGaugeVec::new(
             Opts::new(
                 "gardien_backend_outbox_due",
@@ -156,6 +168,7 @@ impl Metrics {
             outbox_oldest.with_label_values(&[channel.name()]);
         }
         registry.register(Box::new(failovers.clone()))?;
+        registry.register(Box::new(identity_verified.clone()))?;
         registry.register(Box::new(outbox_due.clone()))?;
         registry.register(Box::new(outbox_oldest.clone()))?;
         registry.register(Box::new(database_up.clone()))?;
@@ -183,6 +196,7 @@ impl Metrics {
             circuits,
             delivery_seconds,
             failovers,
+            identity_verified,
             outbox_due,
             outbox_oldest,
             outbox_counted_at: Arc::new(AtomicI64::new(0)),
@@ -211,6 +225,11 @@ impl Metrics {
         self.delivery_seconds
             .with_label_values(&[channel.name()])
             .observe(seconds);
+    }
+
+    /// A signature verified by `secret` (`current` or `previous`).
+    pub fn identity_verified(&self, secret: &str) {
+        self.identity_verified.with_label_values(&[secret]).inc();
     }
 
     /// One attempt's outcome.

@@ -4,7 +4,7 @@
 //! rotated value is picked up without a restart.
 
 use gardien_secrets::catalog::EnvVar;
-use gardien_secrets::{Environment, Requirement};
+use gardien_secrets::{Environment, Requirement, SecretLookup};
 
 /// Keys `X-Gardien-Identity`; shared with gardien. Required outside `dev`.
 pub const INTERNAL_SECRET_VAR: EnvVar = EnvVar::secret(
@@ -14,6 +14,18 @@ pub const INTERNAL_SECRET_VAR: EnvVar = EnvVar::secret(
 )
 .per_environment("the development default", "**required**", "**required**");
 pub const INTERNAL_SECRET: &str = INTERNAL_SECRET_VAR.name;
+/// A second value accepted besides the internal secret, during a rotation that a verifier
+/// reading its secret only at start needs (docs/IDENTITY.md#rotating-the-secret). Never
+/// required; at least [`MIN_INTERNAL_SECRET_BYTES`] in production when set.
+pub const INTERNAL_SECRET_PREVIOUS_VAR: EnvVar = EnvVar::secret(
+    "GARDIEN_INTERNAL_SECRET_PREVIOUS",
+    "unset",
+    "a second value accepted besides `GARDIEN_INTERNAL_SECRET` during a rotation ([IDENTITY.md](IDENTITY.md#rotating-the-secret)); at least 32 bytes in production",
+);
+pub const INTERNAL_SECRET_PREVIOUS: &str = INTERNAL_SECRET_PREVIOUS_VAR.name;
+/// Shortest previous internal secret accepted in production (gardien's rule for the
+/// internal secret).
+pub const MIN_INTERNAL_SECRET_BYTES: usize = 32;
 /// The database URL, credentials included. Required in production unless
 /// `--database-url` gives it (so a failed lookup cannot quietly leave each replica a
 /// SQLite file of its own); elsewhere the default is the SQLite file. Read at start (a new
@@ -56,10 +68,33 @@ pub fn requirements(
         } else {
             Requirement::optional(DATABASE_URL, "the database (default: the SQLite file)")
         },
+        // Removing it stops its acceptance (it is not kept as a last good value).
+        Requirement::optional(
+            INTERNAL_SECRET_PREVIOUS,
+            "also accepted for X-Gardien-Identity during a rotation",
+        )
+        .forgotten_when_removed(),
         Requirement::optional(SENTRY_DSN, "error reporting"),
     ];
     requirements.extend(extra);
     requirements
+}
+
+/// What refuses a start among the secrets' values (never the values themselves): in
+/// production, a previous internal secret shorter than [`MIN_INTERNAL_SECRET_BYTES`].
+pub fn problems(environment: Environment, secrets: &dyn SecretLookup) -> Vec<String> {
+    let mut problems = Vec::new();
+    if environment == Environment::Production {
+        if let Some(previous) = secrets.get(INTERNAL_SECRET_PREVIOUS) {
+            if previous.len() < MIN_INTERNAL_SECRET_BYTES {
+                problems.push(format!(
+                    "{INTERNAL_SECRET_PREVIOUS}: {} bytes; production needs at least {MIN_INTERNAL_SECRET_BYTES}",
+                    previous.len()
+                ));
+            }
+        }
+    }
+    problems
 }
 
 #[cfg(test)]
@@ -86,6 +121,7 @@ mod tests {
             vec![
                 (INTERNAL_SECRET, true),
                 (DATABASE_URL, true),
+                (INTERNAL_SECRET_PREVIOUS, false),
                 (SENTRY_DSN, false),
                 ("SENDGRID_API_KEY", true)
             ]
@@ -106,5 +142,28 @@ mod tests {
         assert_eq!(required(Environment::Production, true), Some(false));
         assert_eq!(required(Environment::Staging, false), Some(false));
         assert_eq!(required(Environment::Dev, false), Some(false));
+    }
+
+    #[test]
+    fn a_short_previous_secret_is_refused_in_production_only() {
+        use gardien_secrets::Secret;
+        use std::collections::HashMap;
+        let short: HashMap<String, Secret> = HashMap::from([(
+            INTERNAL_SECRET_PREVIOUS.to_owned(),
+            Secret::new("short-one"),
+        )]);
+        let problems = problems(Environment::Production, &short);
+        assert_eq!(
+            problems,
+            vec!["GARDIEN_INTERNAL_SECRET_PREVIOUS: 9 bytes; production needs at least 32"]
+        );
+        assert!(super::problems(Environment::Staging, &short).is_empty());
+        let long: HashMap<String, Secret> = HashMap::from([(
+            INTERNAL_SECRET_PREVIOUS.to_owned(),
+            Secret::new("x".repeat(MIN_INTERNAL_SECRET_BYTES)),
+        )]);
+        assert!(super::problems(Environment::Production, &long).is_empty());
+        let none: HashMap<String, Secret> = HashMap::new();
+        assert!(super::problems(Environment::Production, &none).is_empty());
     }
 }

@@ -1,8 +1,9 @@
 //! The backend's secrets through the real `gardien-backend` binary: `check` says where each
 //! came from and lists every missing one; a production start without them is refused
 //! with the same list; the internal secret comes from the fake Secret Manager and its
-//! rotation is picked up by the running service without a restart. No secret value may
-//! appear in anything the binary prints.
+//! rotation is picked up by the running service without a restart, the value before it
+//! accepted for the rotation window (and `GARDIEN_INTERNAL_SECRET_PREVIOUS` while set). No
+//! secret value may appear in anything the binary prints.
 
 #[path = "support/ready.rs"]
 mod ready;
@@ -20,9 +21,11 @@ const DB_PASSWORD: &str = "db-password-never-printed";
 
 /// Every variable the backend reads a secret or its configuration from, removed so only
 /// what a test passes counts.
-const CLEARED: [&str; 20] = [
+const CLEARED: [&str; 22] = [
     "GARDIEN_ENVIRONMENT",
     "GARDIEN_INTERNAL_SECRET",
+    "GARDIEN_INTERNAL_SECRET_PREVIOUS",
+    "IDENTITY_ROTATION_WINDOW",
     "DATABASE_URL",
     "DATABASE_ALLOW_SQLITE",
     "SENTRY_DSN",
@@ -353,8 +356,8 @@ async fn the_internal_secret_comes_from_secret_manager_and_rotates_without_a_res
     }
     assert_eq!(
         status_signed_with(&backend, V1).await,
-        401,
-        "the old secret is gone"
+        200,
+        "the old secret stays accepted for the rotation window (dropped after it: below)"
     );
 
     // Secret Manager down: the last good value stays.
@@ -494,4 +497,130 @@ fn bad_delivery_settings_are_listed_together() {
     ] {
         assert!(stderr.contains(expected), "{expected}: {stderr}");
     }
+}
+
+/// One sample of the backend's `/metrics`, `name{labels}` exactly as exposed; 0 if absent.
+async fn backend_metric(backend: &Running, series: &str) -> f64 {
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", backend.url))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_rotation_the_value_before_is_accepted_for_the_window() {
+    const V0: &str = "backend-internal-secret-zero-00112233445566";
+    const WINDOW: Duration = Duration::from_millis(1500);
+    let sm = FakeSecretManager::start().await;
+    let metadata = FakeMetadataServer::start(TOKEN).await;
+    sm.accept_token(TOKEN);
+    sm.add_version(PROJECT, "GARDIEN_INTERNAL_SECRET", V1);
+    sm.add_version(PROJECT, "GARDIEN_INTERNAL_SECRET_PREVIOUS", V0);
+    let (base, host) = (sm.url(), metadata.host());
+    let backend = Running::start(&[
+        ("GARDIEN_ENVIRONMENT", "production"),
+        ("SECRET_MANAGER_PROJECT", PROJECT),
+        ("SECRET_MANAGER_BASE_URL", &base),
+        ("GCE_METADATA_HOST", &host),
+        ("SECRETS_REFRESH_INTERVAL", "200ms"),
+        ("IDENTITY_ROTATION_WINDOW", "1500ms"),
+        CHANNELS_OFF[0],
+        CHANNELS_OFF[1],
+    ])
+    .await;
+    let current = r#"gardien_backend_identity_verified_total{secret="current"}"#;
+    let previous = r#"gardien_backend_identity_verified_total{secret="previous"}"#;
+    // The explicit previous value is accepted, as the current one; another is not.
+    assert_eq!(
+        status_signed_with(&backend, V1).await,
+        200,
+        "{}",
+        backend.log()
+    );
+    assert_eq!(status_signed_with(&backend, V0).await, 200);
+    assert_eq!(status_signed_with(&backend, V2).await, 401);
+    assert_eq!(backend_metric(&backend, current).await, 1.0);
+    assert_eq!(backend_metric(&backend, previous).await, 1.0);
+
+    // The explicit one removed, then a rotation: the value before it is still accepted…
+    sm.delete(PROJECT, "GARDIEN_INTERNAL_SECRET_PREVIOUS");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_signed_with(&backend, V0).await != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "the explicit previous stays accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sm.add_version(PROJECT, "GARDIEN_INTERNAL_SECRET", V2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_signed_with(&backend, V2).await != 200 {
+        assert!(Instant::now() < deadline, "the rotation was not picked up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = Instant::now();
+    let verified_previous = backend_metric(&backend, previous).await;
+    assert_eq!(
+        status_signed_with(&backend, V1).await,
+        200,
+        "within the window"
+    );
+    assert_eq!(
+        backend_metric(&backend, previous).await,
+        verified_previous + 1.0,
+        "counted as verified by the previous secret"
+    );
+    // …until the window has passed, then refused.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_signed_with(&backend, V1).await != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "the previous value is never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The change happened at most one poll (50ms) and a request before `seen`.
+    assert!(
+        seen.elapsed() >= WINDOW - Duration::from_millis(300),
+        "dropped after {:?}, before the window",
+        seen.elapsed()
+    );
+    assert_eq!(status_signed_with(&backend, V2).await, 200);
+    assert_no_value(&backend.log(), &[V0, V1, V2, TOKEN]);
+}
+
+#[test]
+fn a_short_previous_secret_refuses_a_production_start() {
+    let output = backend(
+        &["check"],
+        &[
+            ("GARDIEN_INTERNAL_SECRET", V1),
+            ("GARDIEN_INTERNAL_SECRET_PREVIOUS", "too-short"),
+            POSTGRES,
+            CHANNELS_OFF[0],
+            CHANNELS_OFF[1],
+        ],
+    );
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "error: GARDIEN_INTERNAL_SECRET_PREVIOUS: 9 bytes; production needs at least 32"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains(
+            "secret GARDIEN_INTERNAL_SECRET_PREVIOUS: environment variable GARDIEN_INTERNAL_SECRET_PREVIOUS"
+        ),
+        "{stdout}"
+    );
+    assert_no_value(&format!("{stdout}{stderr}"), &["too-short", V1]);
 }

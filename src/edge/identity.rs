@@ -6,13 +6,17 @@
 //! forwarded also carries `X-Gardien-Identity: v1;<unix-ts>;<hex HMAC-SHA256>` keyed by the
 //! internal secret, so a service behind gardien can prove the request came through it and
 //! that the identity headers are gardien's. The format is specified in `docs/IDENTITY.md`.
+//! After that secret rotates, the value before it keeps signing for
+//! `jwt.identity_rotation_delay` (`identity_signing.rs`).
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use serde_json::{Map, Value};
 
+use crate::edge::identity_signing::{SigningKeys, SigningSecret, MAX_ROTATION_DELAY};
 use crate::policy::{Diagnostics, Environment};
 use crate::secrets::SecretLookup;
 
@@ -37,16 +41,21 @@ pub struct IdentityPolicy {
     roles_claim: String,
     /// Removed from every incoming request.
     strip: Vec<HeaderName>,
-    signer: Option<gardien_identity::Signer>,
+    signer: Option<SigningKeys>,
+    /// `jwt.identity_rotation_delay`, or its default.
+    rotation_delay: Duration,
 }
 
 impl IdentityPolicy {
-    /// Builds the identity settings from `jwt.forward_claims`, `jwt.roles_claim` and the
-    /// internal secret (required outside `dev`).
+    /// Builds the identity settings from `jwt.forward_claims`, `jwt.roles_claim`, the
+    /// internal secret (required outside `dev`) and `jwt.identity_rotation_delay` (default
+    /// twice the secrets' refresh interval: `gardien_identity::rotation`).
+    #[allow(clippy::too_many_arguments)]
     pub fn compile(
         forward_claims: Option<&BTreeMap<String, String>>,
         roles_claim: Option<&str>,
         secret_name: Option<&str>,
+        rotation_delay: Option<Duration>,
         environment: Environment,
         secrets: &dyn SecretLookup,
         diag: &mut Diagnostics,
@@ -101,11 +110,64 @@ impl IdentityPolicy {
             ),
             _ => {}
         }
+        let refresh_interval = secrets
+            .refresh_interval()
+            .unwrap_or(gardien_secrets::DEFAULT_REFRESH_INTERVAL);
+        let default_delay = gardien_identity::rotation::default_signing_delay(refresh_interval);
+        let rotation_delay = match rotation_delay {
+            None => default_delay,
+            Some(delay) if delay > MAX_ROTATION_DELAY => {
+                diag.error(
+                    "jwt.identity_rotation_delay",
+                    format!(
+                        "`{}` is longer than {}: the old secret would stay in use that long",
+                        humantime::format_duration(delay),
+                        humantime::format_duration(MAX_ROTATION_DELAY)
+                    ),
+                );
+                default_delay
+            }
+            Some(delay) if delay.is_zero() => {
+                diag.warn(
+                    "jwt.identity_rotation_delay",
+                    "0: a rotated secret signs at once, and a verifier that has not refreshed yet refuses requests for up to a refresh interval",
+                );
+                delay
+            }
+            Some(delay) if delay > default_delay => {
+                diag.warn(
+                    "jwt.identity_rotation_delay",
+                    format!(
+                        "`{}` is longer than twice SECRETS_REFRESH_INTERVAL ({}), which gardien-backend's default rotation window covers: set its IDENTITY_ROTATION_WINDOW to at least {} plus its IDENTITY_WINDOW",
+                        humantime::format_duration(delay),
+                        humantime::format_duration(default_delay),
+                        humantime::format_duration(refresh_interval.saturating_add(delay)),
+                    ),
+                );
+                delay
+            }
+            Some(delay) => delay,
+        };
+        let now = Instant::now();
+        let signer = signer.map(|secret| {
+            let previous = secrets.previous(name);
+            let keys = SigningKeys::new(&secret, previous.as_ref(), rotation_delay, now);
+            if let Some(until) = keys.previous_until() {
+                tracing::info!(
+                    secret = name,
+                    for_ms = u64::try_from(until.saturating_duration_since(now).as_millis())
+                        .unwrap_or(u64::MAX),
+                    "identity secret rotated: X-Gardien-Identity stays signed with the previous value until every verifier has refreshed (jwt.identity_rotation_delay)"
+                );
+            }
+            keys
+        });
         IdentityPolicy {
             forward,
             roles_claim: roles_claim.unwrap_or("roles").to_owned(),
             strip,
-            signer: signer.map(|secret| gardien_identity::Signer::new(secret.expose())),
+            signer,
+            rotation_delay,
         }
     }
 
@@ -183,16 +245,36 @@ impl IdentityPolicy {
         unix_ts: u64,
         identity: &[(HeaderName, HeaderValue)],
     ) -> Option<HeaderValue> {
-        let signer = self.signer.as_ref()?;
+        self.signature_at(method, path, unix_ts, identity, Instant::now())
+            .map(|(header, _)| header)
+    }
+
+    /// [`Self::signature`] at `now`, and which secret made it (the previous one during
+    /// the rotation delay).
+    pub fn signature_at(
+        &self,
+        method: &str,
+        path: &str,
+        unix_ts: u64,
+        identity: &[(HeaderName, HeaderValue)],
+        now: Instant,
+    ) -> Option<(HeaderValue, SigningSecret)> {
+        let (signer, which) = self.signer.as_ref()?.at(now);
         let pairs: Vec<(&str, &[u8])> = identity
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_bytes()))
             .collect();
-        HeaderValue::from_str(&signer.sign(method, path, unix_ts, &pairs)).ok()
+        let header = HeaderValue::from_str(&signer.sign(method, path, unix_ts, &pairs)).ok()?;
+        Some((header, which))
     }
 
     pub fn signs(&self) -> bool {
         self.signer.is_some()
+    }
+
+    /// How long a rotated secret waits before it signs.
+    pub fn rotation_delay(&self) -> Duration {
+        self.rotation_delay
     }
 }
 
@@ -226,6 +308,7 @@ mod tests {
         let mut diag = Diagnostics::default();
         (
             IdentityPolicy::compile(
+                None,
                 None,
                 None,
                 None,
@@ -334,6 +417,104 @@ mod tests {
         assert!(
             !diag.errors()[0].message.contains("short"),
             "the value is never shown"
+        );
+    }
+
+    /// A lookup whose secret rotated `ago`: the value before it, and a refresh interval.
+    struct Rotated {
+        ago: Duration,
+    }
+
+    const OLD: &str = "the-value-before-the-rotation-0123456789";
+
+    impl SecretLookup for Rotated {
+        fn get(&self, name: &str) -> Option<crate::secrets::Secret> {
+            (name == DEFAULT_SECRET_NAME).then(|| crate::secrets::Secret::new(SECRET))
+        }
+        fn previous(&self, name: &str) -> Option<crate::secrets::PreviousValue> {
+            (name == DEFAULT_SECRET_NAME).then(|| {
+                crate::secrets::PreviousValue::new(
+                    crate::secrets::Secret::new(OLD),
+                    Instant::now() - self.ago,
+                )
+            })
+        }
+        fn refresh_interval(&self) -> Option<Duration> {
+            Some(Duration::from_secs(10))
+        }
+    }
+
+    fn rotated(ago: Duration, delay: Option<Duration>) -> (IdentityPolicy, Diagnostics) {
+        let mut diag = Diagnostics::default();
+        let policy = IdentityPolicy::compile(
+            None,
+            None,
+            None,
+            delay,
+            Environment::Production,
+            &Rotated { ago },
+            &mut diag,
+        );
+        (policy, diag)
+    }
+
+    fn signed_with(policy: &IdentityPolicy, now: Instant) -> SigningSecret {
+        let (header, which) = policy
+            .signature_at("GET", "/api/me", 1000, &[], now)
+            .expect("signed");
+        let key = match which {
+            SigningSecret::Previous => OLD,
+            SigningSecret::Current => SECRET,
+        };
+        let header = header.to_str().expect("ascii");
+        assert_eq!(
+            gardien_identity::verify(key.as_bytes(), header, "GET", "/api/me", &[], 1000, 30),
+            Ok(()),
+            "signed with the secret it says"
+        );
+        which
+    }
+
+    #[test]
+    fn a_rotated_secret_waits_for_the_delay_before_it_signs() {
+        // Default: twice the refresh interval (10s here).
+        let (p, diag) = rotated(Duration::from_secs(5), None);
+        assert!(!diag.has_errors() && diag.warnings().is_empty());
+        assert_eq!(p.rotation_delay(), Duration::from_secs(20));
+        let now = Instant::now();
+        assert_eq!(signed_with(&p, now), SigningSecret::Previous);
+        assert_eq!(
+            signed_with(&p, now + Duration::from_secs(16)),
+            SigningSecret::Current,
+            "20s after the change, whenever the policy was compiled"
+        );
+        let (p, _) = rotated(Duration::from_secs(25), None);
+        assert_eq!(signed_with(&p, Instant::now()), SigningSecret::Current);
+        let (p, _) = rotated(Duration::from_secs(25), Some(Duration::from_secs(30)));
+        assert_eq!(signed_with(&p, Instant::now()), SigningSecret::Previous);
+    }
+
+    #[test]
+    fn the_rotation_delay_is_validated_with_its_path() {
+        let (_, diag) = rotated(Duration::ZERO, Some(Duration::from_secs(7200)));
+        assert_eq!(diag.errors()[0].path, "jwt.identity_rotation_delay");
+        assert!(
+            diag.errors()[0].message.contains("longer than 1h"),
+            "{:?}",
+            diag.errors()
+        );
+        let (p, diag) = rotated(Duration::ZERO, Some(Duration::ZERO));
+        assert!(!diag.has_errors());
+        assert_eq!(diag.warnings()[0].path, "jwt.identity_rotation_delay");
+        assert_eq!(signed_with(&p, Instant::now()), SigningSecret::Current);
+        let (_, diag) = rotated(Duration::ZERO, Some(Duration::from_secs(60)));
+        assert!(!diag.has_errors());
+        assert!(
+            diag.warnings()[0]
+                .message
+                .contains("IDENTITY_ROTATION_WINDOW to at least 1m 10s"),
+            "{:?}",
+            diag.warnings()
         );
     }
 }

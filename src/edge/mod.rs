@@ -7,6 +7,7 @@ pub mod cors;
 pub mod forwarded;
 pub mod host;
 pub mod identity;
+pub mod identity_signing;
 pub mod jwks;
 pub mod jwt;
 pub mod origin;

@@ -462,6 +462,7 @@ fn compile(
         s.jwt.as_ref().and_then(|j| j.forward_claims.as_ref()),
         s.jwt.as_ref().and_then(|j| j.roles_claim.as_deref()),
         s.jwt.as_ref().and_then(|j| j.identity_secret.as_deref()),
+        s.jwt.as_ref().and_then(|j| j.identity_rotation_delay),
         environment,
         secrets,
         diag,

@@ -148,6 +148,11 @@ pub struct JwtSpec {
     /// Name of the secret keying `X-Gardien-Identity`. Default `GARDIEN_INTERNAL_SECRET`.
     #[serde(default)]
     pub identity_secret: Option<String>,
+    /// After a rotation of that secret, how long gardien keeps signing with the value
+    /// before it, so every verifier has refreshed first. Default twice
+    /// `SECRETS_REFRESH_INTERVAL`.
+    #[serde(default, with = "humantime_serde")]
+    pub identity_rotation_delay: Option<Duration>,
 }
 
 /// One entry of `jwt.issuers`.

@@ -10,7 +10,7 @@ mod requirements;
 
 use crate::policy::Env;
 
-pub use gardien_secrets::{Report, Requirement, Secret, SecretLookup, SecretStore};
+pub use gardien_secrets::{PreviousValue, Report, Requirement, Secret, SecretLookup, SecretStore};
 pub use requirements::{policy_requirements, SENTRY_DSN};
 
 /// Reads the secret named `name` from a map of variables. Empty counts as unset.

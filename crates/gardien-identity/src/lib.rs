@@ -13,6 +13,8 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+pub mod rotation;
+
 /// The header carrying the signature.
 pub const HEADER: &str = "x-gardien-identity";
 /// Version tag of the format.
@@ -159,6 +161,30 @@ pub fn verify(
     }
 }
 
+/// [`verify`] against several keys (the current secret, then the previous one during a
+/// rotation): the index in `keys` of the first key the MAC matches. The header's shape and
+/// timestamp are checked once; a MAC matching no key is [`Refusal::BadSignature`].
+pub fn verify_any(
+    keys: &[&[u8]],
+    header: &str,
+    method: &str,
+    path: &str,
+    identity: &[(&str, &[u8])],
+    now: u64,
+    window_secs: u64,
+) -> Result<usize, Refusal> {
+    let mut refusal = Refusal::BadSignature;
+    for (index, key) in keys.iter().enumerate() {
+        match verify(key, header, method, path, identity, now, window_secs) {
+            Ok(()) => return Ok(index),
+            // The shape and the timestamp do not depend on the key.
+            Err(shape @ (Refusal::Malformed | Refusal::Stale)) => return Err(shape),
+            Err(other) => refusal = other,
+        }
+    }
+    Err(refusal)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,5 +282,22 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn verify_any_says_which_key_matched() {
+        let identity: [(&str, &[u8]); 1] = [("x-user-id", b"u-1")];
+        let previous: &[u8] = b"the-previous-key-0123456789abcdef";
+        let header = sign(previous, "GET", "/api/me", 1000, &identity);
+        let check = |keys: &[&[u8]], header: &str| {
+            verify_any(keys, header, "GET", "/api/me", &identity, 1000, 30)
+        };
+        assert_eq!(check(&[KEY, previous], &header), Ok(1));
+        assert_eq!(check(&[previous, KEY], &header), Ok(0));
+        assert_eq!(check(&[KEY], &header), Err(Refusal::BadSignature));
+        assert_eq!(check(&[], &header), Err(Refusal::BadSignature));
+        assert_eq!(check(&[KEY, previous], "v1;x;00"), Err(Refusal::Malformed));
+        let stale = sign(previous, "GET", "/api/me", 900, &identity);
+        assert_eq!(check(&[KEY, previous], &stale), Err(Refusal::Stale));
     }
 }

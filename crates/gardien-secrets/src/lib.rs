@@ -10,7 +10,8 @@
 //! A [`Chain`] resolves one name and records every source it tried ([`Resolution`]); a
 //! [`SecretStore`] keeps the resolved values of a set of [`Requirement`]s, refreshes them on
 //! an interval so a rotated value is picked up without a restart, and answers
-//! [`SecretLookup::get`] from its cache; a [`Report`] says where each came from — never the
+//! [`SecretLookup::get`] from its cache, remembering for each name the value before its
+//! last change ([`PreviousValue`], for rotations); a [`Report`] says where each came from — never the
 //! value — in the format both binaries' `check` print.
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ mod env;
 mod environment;
 mod file;
 pub mod google;
+mod previous;
 mod report;
 mod requirement;
 mod source;
@@ -32,11 +34,14 @@ mod store;
 mod vars;
 
 pub use chain::{Attempt, AttemptOutcome, Chain, Resolution};
-pub use config::{ChainConfig, SecretManagerConfig, CHAIN_VARS, GOOGLE_CLOUD_PROJECT};
+pub use config::{
+    ChainConfig, SecretManagerConfig, CHAIN_VARS, DEFAULT_REFRESH_INTERVAL, GOOGLE_CLOUD_PROJECT,
+};
 pub use dev_defaults::{DevDefaults, DEV_DEFAULTS};
 pub use env::EnvSource;
 pub use environment::Environment;
 pub use file::FileSource;
+pub use previous::PreviousValue;
 pub use report::{Report, ReportEntry};
 pub use requirement::Requirement;
 pub use source::{Fetched, Origin, SecretSource};
@@ -86,6 +91,19 @@ impl fmt::Display for Secret {
 pub trait SecretLookup: Send + Sync {
     /// The current value of the secret `name`, if one was resolved.
     fn get(&self, name: &str) -> Option<Secret>;
+
+    /// The value `name` had before its last change, and when it changed; `None` when it
+    /// never changed (or the lookup does not refresh). A rotation reads it: the signer
+    /// keeps it for its delay, verifiers accept it for their window.
+    fn previous(&self, _name: &str) -> Option<PreviousValue> {
+        None
+    }
+
+    /// How often values are looked up again (a rotated value may take this long to be
+    /// seen); `None` when they never are.
+    fn refresh_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 impl SecretLookup for HashMap<String, Secret> {

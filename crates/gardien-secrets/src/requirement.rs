@@ -9,6 +9,9 @@ pub struct Requirement {
     pub required: bool,
     /// What it is for: `signs X-Gardien-Identity`, `jwt.issuers[1].secret`.
     pub purpose: String,
+    /// Forgotten once every source says it is gone, instead of keeping the last value:
+    /// for a value whose removal means "stop accepting it" (a previous secret).
+    pub forget_when_removed: bool,
 }
 
 impl Requirement {
@@ -17,6 +20,7 @@ impl Requirement {
             name: name.into(),
             required: true,
             purpose: purpose.into(),
+            forget_when_removed: false,
         }
     }
 
@@ -25,12 +29,20 @@ impl Requirement {
             name: name.into(),
             required: false,
             purpose: purpose.into(),
+            forget_when_removed: false,
         }
+    }
+
+    /// See [`Requirement::forget_when_removed`].
+    pub fn forgotten_when_removed(mut self) -> Self {
+        self.forget_when_removed = true;
+        self
     }
 
     /// Folds `other` (same name) into this one: required if either is, both purposes.
     pub(crate) fn merge(&mut self, other: &Requirement) {
         self.required |= other.required;
+        self.forget_when_removed &= other.forget_when_removed;
         if !other.purpose.is_empty() && !self.purpose.split("; ").any(|p| p == other.purpose) {
             if !self.purpose.is_empty() {
                 self.purpose.push_str("; ");

@@ -7,10 +7,17 @@
 //! rather than silently falling back to an older copy in a file or variable. A value
 //! moves to a later source only when its own source says the secret is gone (a 404, a
 //! removed file), and to an earlier one as soon as that one has it.
+//!
+//! A requirement marked `forget_when_removed` is the exception: once every source says it
+//! is gone (none failing), its value is dropped.
+//!
+//! When a refresh changes a value, the value before is kept with the time of the change
+//! ([`PreviousValue`], one per name: the next change replaces it), so a rotation can be
+//! honoured on both sides for a while (`SecretLookup::previous`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use parking_lot::RwLock;
@@ -20,7 +27,7 @@ use crate::chain::{Attempt, AttemptOutcome, Chain, Resolution};
 use crate::report::{Report, ReportEntry};
 use crate::requirement::{dedupe, Requirement};
 use crate::source::Origin;
-use crate::{ChainConfig, Environment, ProcessVars, Secret, SecretLookup, Vars};
+use crate::{ChainConfig, Environment, PreviousValue, ProcessVars, Secret, SecretLookup, Vars};
 
 #[derive(Debug, Default)]
 struct Entry {
@@ -31,6 +38,8 @@ struct Entry {
     attempts: Vec<Attempt>,
     /// Why the last refresh kept an earlier value.
     stale: Option<String>,
+    /// The value before the last change, and when it changed.
+    previous: Option<PreviousValue>,
 }
 
 #[derive(Debug, Default)]
@@ -173,20 +182,32 @@ impl SecretStore {
 
     /// Looks every requirement up again; publishes a new version when a value changed.
     pub async fn refresh(&self) -> RefreshSummary {
-        let names: Vec<String> = self
+        let (names, forget): (Vec<String>, Vec<bool>) = self
             .state
             .read()
             .requirements
             .iter()
-            .map(|r| r.name.clone())
-            .collect();
+            .map(|r| (r.name.clone(), r.forget_when_removed))
+            .unzip();
         let resolutions = join_all(names.iter().map(|name| self.chain.resolve(name))).await;
         let mut summary = RefreshSummary::default();
         {
             let mut state = self.state.write();
-            for resolution in resolutions {
+            for (resolution, forget) in resolutions.into_iter().zip(forget) {
                 let name = resolution.name.clone();
                 let entry = state.entries.entry(name.clone()).or_default();
+                if forget && forgets(entry, &resolution) {
+                    tracing::info!(
+                        secret = name.as_str(),
+                        "secret removed from every source; it is no longer in use"
+                    );
+                    *entry = Entry {
+                        attempts: resolution.attempts,
+                        ..Entry::default()
+                    };
+                    summary.changed.push(name);
+                    continue;
+                }
                 match apply(entry, resolution) {
                     Applied::Changed => {
                         tracing::info!(
@@ -253,12 +274,25 @@ fn fresh_entry(resolution: Resolution) -> Entry {
             source: Some(source),
             attempts: resolution.attempts,
             stale: None,
+            previous: None,
         },
         None => Entry {
             attempts: resolution.attempts,
             ..Entry::default()
         },
     }
+}
+
+/// Whether a value to forget when removed is gone: every source answered, none has it,
+/// and the one it came from says so (not a failure).
+fn forgets(entry: &Entry, resolution: &Resolution) -> bool {
+    let Some(source) = entry.source else {
+        return false;
+    };
+    entry.value.is_some()
+        && resolution.found.is_none()
+        && matches!(resolution.outcome_at(source), Some(AttemptOutcome::Absent))
+        && resolution.failures().next().is_none()
 }
 
 /// The refresh rule (see the module's documentation).
@@ -293,7 +327,17 @@ fn apply(entry: &mut Entry, resolution: Resolution) -> Applied {
             let changed = resolution.found.as_ref().is_some_and(|(value, origin, _)| {
                 *value != current || Some(origin) != entry.origin.as_ref()
             });
+            let rotated = resolution
+                .found
+                .as_ref()
+                .is_some_and(|(value, _, _)| *value != current);
+            let previous = if rotated {
+                Some(PreviousValue::new(current, Instant::now()))
+            } else {
+                entry.previous.take()
+            };
             *entry = fresh_entry(resolution);
+            entry.previous = previous;
             if changed {
                 Applied::Changed
             } else {
@@ -327,7 +371,10 @@ impl SecretStore {
             .read()
             .entries
             .values()
-            .filter_map(|e| e.value.clone())
+            .flat_map(|e| {
+                let previous = e.previous.as_ref().map(|p| p.value().clone());
+                e.value.clone().into_iter().chain(previous)
+            })
             .collect()
     }
 }
@@ -339,5 +386,17 @@ impl SecretLookup for SecretStore {
             .entries
             .get(name)
             .and_then(|e| e.value.clone())
+    }
+
+    fn previous(&self, name: &str) -> Option<PreviousValue> {
+        self.state
+            .read()
+            .entries
+            .get(name)
+            .and_then(|e| e.previous.clone())
+    }
+
+    fn refresh_interval(&self) -> Option<Duration> {
+        Some(self.refresh_interval)
     }
 }

@@ -246,3 +246,112 @@ async fn a_secret_gone_everywhere_keeps_its_last_value() {
     assert_eq!(summary.changed, vec!["SMTP_PASSWORD".to_owned()]);
     assert_eq!(value(&store, "SMTP_PASSWORD").as_deref(), Some(SECOND));
 }
+
+/// The value before a rotation is kept, with the time of the change, until the next
+/// change replaces it; a refresh that changes nothing (or only where the value comes from)
+/// leaves it alone; the first value found has none.
+#[tokio::test]
+async fn the_value_before_a_rotation_is_kept_with_its_time() {
+    const THIRD: &str = "third-value-of-the-secret-abcdefabcdef";
+    let s = setup().await;
+    s.sm.add_version(PROJECT, "GARDIEN_INTERNAL_SECRET", FIRST);
+    let store = s.store(Duration::from_millis(250));
+    assert_eq!(
+        SecretLookup::refresh_interval(&*store),
+        Some(Duration::from_millis(250))
+    );
+    store
+        .require([Requirement::required("GARDIEN_INTERNAL_SECRET", "")])
+        .await;
+    let previous = |store: &SecretStore| store.previous("GARDIEN_INTERNAL_SECRET");
+    assert!(previous(&store).is_none(), "found first: nothing before it");
+    store.refresh().await;
+    assert!(previous(&store).is_none(), "unchanged: nothing before it");
+
+    s.sm.add_version(PROJECT, "GARDIEN_INTERNAL_SECRET", SECOND);
+    let before = std::time::Instant::now();
+    store.refresh().await;
+    let after = std::time::Instant::now();
+    let kept = previous(&store).expect("the value before the rotation");
+    assert_eq!(kept.value().expose(), FIRST.as_bytes());
+    assert!(before <= kept.replaced_at() && kept.replaced_at() <= after);
+    assert!(kept.replaced_within(Duration::from_secs(1), after));
+    assert!(!kept.replaced_within(Duration::ZERO, after + Duration::from_millis(1)));
+    assert!(
+        store
+            .values()
+            .iter()
+            .any(|v| v.expose() == FIRST.as_bytes()),
+        "the previous value is scrubbed from error reports too"
+    );
+
+    // Refreshes that change nothing keep it, and its time.
+    store.refresh().await;
+    assert_eq!(previous(&store), Some(kept.clone()));
+    // So does a move to another source with the same value (Secret Manager gone, the
+    // same value in a file).
+    std::fs::write(s.dir.path().join("GARDIEN_INTERNAL_SECRET"), SECOND).expect("write");
+    s.sm.delete(PROJECT, "GARDIEN_INTERNAL_SECRET");
+    let summary = store.refresh().await;
+    assert_eq!(summary.changed, vec!["GARDIEN_INTERNAL_SECRET".to_owned()]);
+    assert_eq!(previous(&store), Some(kept));
+
+    // The next rotation replaces it.
+    std::fs::write(s.dir.path().join("GARDIEN_INTERNAL_SECRET"), THIRD).expect("write");
+    store.refresh().await;
+    let kept = previous(&store).expect("the value before the second rotation");
+    assert_eq!(kept.value().expose(), SECOND.as_bytes());
+    assert_eq!(
+        value(&store, "GARDIEN_INTERNAL_SECRET").as_deref(),
+        Some(THIRD)
+    );
+    assert!(!format!("{kept:?}").contains(SECOND), "never printed");
+}
+
+/// A requirement marked `forgotten_when_removed` loses its value once every source says
+/// it is gone — but not while its source fails; others keep their last value.
+#[tokio::test]
+async fn a_value_to_forget_is_dropped_when_removed_not_when_failing() {
+    let s = setup().await;
+    s.sm.add_version(PROJECT, "GARDIEN_INTERNAL_SECRET_PREVIOUS", FIRST);
+    s.sm.add_version(PROJECT, "JWT_SECRET", SECOND);
+    let store = s.store(Duration::from_secs(60));
+    store
+        .require([
+            Requirement::optional("GARDIEN_INTERNAL_SECRET_PREVIOUS", "").forgotten_when_removed(),
+            Requirement::required("JWT_SECRET", ""),
+        ])
+        .await;
+    s.sm.set_down(true);
+    store.refresh().await;
+    assert_eq!(
+        value(&store, "GARDIEN_INTERNAL_SECRET_PREVIOUS").as_deref(),
+        Some(FIRST),
+        "a failing source keeps it"
+    );
+    s.sm.set_down(false);
+    s.sm.delete(PROJECT, "GARDIEN_INTERNAL_SECRET_PREVIOUS");
+    s.sm.delete(PROJECT, "JWT_SECRET");
+    let mut changes = store.subscribe();
+    changes.borrow_and_update();
+    let summary = store.refresh().await;
+    assert_eq!(
+        summary.changed,
+        vec!["GARDIEN_INTERNAL_SECRET_PREVIOUS".to_owned()]
+    );
+    assert!(changes.has_changed().expect("open"));
+    assert_eq!(value(&store, "GARDIEN_INTERNAL_SECRET_PREVIOUS"), None);
+    assert_eq!(
+        value(&store, "JWT_SECRET").as_deref(),
+        Some(SECOND),
+        "the others keep their last value"
+    );
+    s.sm.add_version(PROJECT, "GARDIEN_INTERNAL_SECRET_PREVIOUS", THIRD_VALUE);
+    store.refresh().await;
+    assert_eq!(
+        value(&store, "GARDIEN_INTERNAL_SECRET_PREVIOUS").as_deref(),
+        Some(THIRD_VALUE)
+    );
+}
+
+const THIRD_VALUE: &str = "a-later-value-of-the-secret-0000000000";
