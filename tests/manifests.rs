@@ -218,7 +218,10 @@ fn the_gateway_manifests_listen_where_the_policy_does_and_probe_the_admin_listen
     assert_eq!(gateway["image"].as_str(), Some(IMAGE));
     assert_eq!(container_port(gateway, "http"), serving);
     assert_eq!(container_port(gateway, "admin"), admin);
-    assert!(probes(gateway).len() >= 2, "GKE: startup, readiness, liveness");
+    assert!(
+        probes(gateway).len() >= 2,
+        "GKE: startup, readiness, liveness"
+    );
     for (path, port) in probes(gateway) {
         assert!(ADMIN_PROBE_PATHS.contains(&path.as_str()), "{path}");
         assert_eq!(probe_port(gateway, &port), admin, "GKE probe {path}");
@@ -227,7 +230,10 @@ fn the_gateway_manifests_listen_where_the_policy_does_and_probe_the_admin_listen
     assert_eq!(health["port"].as_u64(), Some(admin));
     assert!(ADMIN_PROBE_PATHS.contains(&str_of(&health["requestPath"])));
     let service = find(&docs, "Service", "gardien");
-    assert_eq!(service["spec"]["ports"][0]["targetPort"].as_str(), Some("http"));
+    assert_eq!(
+        service["spec"]["ports"][0]["targetPort"].as_str(),
+        Some("http")
+    );
 }
 
 #[test]
@@ -252,8 +258,15 @@ fn the_backend_manifests_listen_where_backend_listen_says() {
         );
         assert_eq!(env_value(backend, "GARDIEN_ENVIRONMENT"), "production");
         for (path, port) in probes(backend) {
-            assert!(ADMIN_PROBE_PATHS.contains(&path.as_str()), "{platform} {path}");
-            assert_eq!(probe_port(backend, &port), listen, "{platform} probe {path}");
+            assert!(
+                ADMIN_PROBE_PATHS.contains(&path.as_str()),
+                "{platform} {path}"
+            );
+            assert_eq!(
+                probe_port(backend, &port),
+                listen,
+                "{platform} probe {path}"
+            );
         }
     }
     // gardien's BACKEND_UPSTREAM_URL on GKE names the backend Service's port.
@@ -273,7 +286,10 @@ fn the_backend_manifests_listen_where_backend_listen_says() {
 /// (file, container) of every container of ours, with the variables it sets.
 fn our_containers() -> Vec<(String, Value)> {
     let mut found = Vec::new();
-    for file in ["deploy/cloudrun/gateway.yaml", "deploy/cloudrun/backend.yaml"] {
+    for file in [
+        "deploy/cloudrun/gateway.yaml",
+        "deploy/cloudrun/backend.yaml",
+    ] {
         let (_, pod) = knative_pod(file);
         for c in seq(&pod["containers"]) {
             if c["image"].as_str() == Some(IMAGE) {
@@ -284,12 +300,31 @@ fn our_containers() -> Vec<(String, Value)> {
     let job = &documents("deploy/cloudrun/migrate-job.yaml")[0];
     found.push((
         "deploy/cloudrun/migrate-job.yaml".to_owned(),
-        container(&job["spec"]["template"]["spec"]["template"]["spec"], "migrate").clone(),
+        container(
+            &job["spec"]["template"]["spec"]["template"]["spec"],
+            "migrate",
+        )
+        .clone(),
     ));
     for (file, kind, name, inner) in [
-        ("deploy/gke/gateway.yaml", "Deployment", "gardien", "gateway"),
-        ("deploy/gke/backend.yaml", "Deployment", "gardien-backend", "backend"),
-        ("deploy/gke/migrate-job.yaml", "Job", "gardien-migrate", "migrate"),
+        (
+            "deploy/gke/gateway.yaml",
+            "Deployment",
+            "gardien",
+            "gateway",
+        ),
+        (
+            "deploy/gke/backend.yaml",
+            "Deployment",
+            "gardien-backend",
+            "backend",
+        ),
+        (
+            "deploy/gke/migrate-job.yaml",
+            "Job",
+            "gardien-migrate",
+            "migrate",
+        ),
     ] {
         let docs = documents(file);
         let pod = &find(&docs, kind, name)["spec"]["template"]["spec"];
@@ -301,7 +336,10 @@ fn our_containers() -> Vec<(String, Value)> {
 #[test]
 fn every_variable_a_manifest_sets_is_one_the_binaries_read() {
     let documented = documented_variables();
-    assert!(documented.contains("GARDIEN_CLIENT_IP"), "ENVIRONMENT.md parsed");
+    assert!(
+        documented.contains("GARDIEN_CLIENT_IP"),
+        "ENVIRONMENT.md parsed"
+    );
     for (file, c) in our_containers() {
         for (name, _) in env(&c) {
             assert!(
@@ -319,7 +357,10 @@ fn the_gateway_manifests_set_every_variable_the_production_policy_requires() {
     assert!(required.contains("REDIS_URL") && required.contains("GARDIEN_CLIENT_IP"));
     let documented = documented_variables();
     for name in &required {
-        assert!(documented.contains(name), "{name}: not in docs/ENVIRONMENT.md");
+        assert!(
+            documented.contains(name),
+            "{name}: not in docs/ENVIRONMENT.md"
+        );
     }
     for (file, c) in our_containers()
         .into_iter()
@@ -361,7 +402,10 @@ fn the_fallback_share_counts_the_most_replicas_the_platform_may_run() {
     );
     assert_eq!(
         env_value(gateway, "GARDIEN_REPLICAS"),
-        hpa["spec"]["maxReplicas"].as_u64().expect("maxReplicas").to_string(),
+        hpa["spec"]["maxReplicas"]
+            .as_u64()
+            .expect("maxReplicas")
+            .to_string(),
         "GKE: GARDIEN_REPLICAS = maxReplicas"
     );
     assert_eq!(
@@ -410,7 +454,10 @@ fn gke_selectors_and_port_names_match_the_deployments() {
     ] {
         docs.extend(documents(file));
     }
-    for (name, ports) in [("gardien", vec!["http", "admin"]), ("gardien-backend", vec!["http"])] {
+    for (name, ports) in [
+        ("gardien", vec!["http", "admin"]),
+        ("gardien-backend", vec!["http"]),
+    ] {
         let deployment = find(&docs, "Deployment", name);
         let labels = &deployment["spec"]["template"]["metadata"]["labels"];
         assert_eq!(
@@ -436,7 +483,10 @@ fn gke_selectors_and_port_names_match_the_deployments() {
         let monitoring = find(&docs, "PodMonitoring", name);
         assert_eq!(&monitoring["spec"]["selector"]["matchLabels"], labels);
         for endpoint in seq(&monitoring["spec"]["endpoints"]) {
-            assert!(names.contains(&str_of(&endpoint["port"])), "{name}: scrape port");
+            assert!(
+                names.contains(&str_of(&endpoint["port"])),
+                "{name}: scrape port"
+            );
         }
         assert_eq!(
             pod["serviceAccountName"].as_str(),
@@ -456,7 +506,10 @@ fn gke_selectors_and_port_names_match_the_deployments() {
 /// The service account each container runs as, and the secrets it reads through the
 /// chain (Secret Manager in production).
 const READERS: [(&str, &[&str]); 3] = [
-    ("gardien-gateway", &["GARDIEN_INTERNAL_SECRET", "SENTRY_DSN"]),
+    (
+        "gardien-gateway",
+        &["GARDIEN_INTERNAL_SECRET", "SENTRY_DSN"],
+    ),
     // The existing API: it verifies X-Gardien-Identity and signs its `internal` calls.
     ("$API_SA", &["GARDIEN_INTERNAL_SECRET"]),
     (
@@ -522,7 +575,10 @@ fn the_guide_creates_every_secret_and_grants_each_reader() {
     }
     for (account, secrets) in READERS {
         for secret in secrets {
-            assert!(created.contains(secret), "docs/DEPLOYMENT.md never creates {secret}");
+            assert!(
+                created.contains(secret),
+                "docs/DEPLOYMENT.md never creates {secret}"
+            );
             assert!(
                 grants.contains(&(account.to_owned(), (*secret).to_owned())),
                 "docs/DEPLOYMENT.md never lets {account} read {secret}"
@@ -540,11 +596,17 @@ fn the_guide_creates_every_secret_and_grants_each_reader() {
         );
     }
     // The mounted sidecar configs exist too.
-    for file in ["deploy/cloudrun/gateway.yaml", "deploy/cloudrun/backend.yaml"] {
+    for file in [
+        "deploy/cloudrun/gateway.yaml",
+        "deploy/cloudrun/backend.yaml",
+    ] {
         let (_, pod) = knative_pod(file);
         for volume in seq(&pod["volumes"]) {
             let name = str_of(&volume["secret"]["secretName"]);
-            assert!(created.contains(name), "{file}: secret {name} is never created");
+            assert!(
+                created.contains(name),
+                "{file}: secret {name} is never created"
+            );
         }
     }
     // Each Cloud Run service runs as the account the guide grants.
@@ -574,7 +636,8 @@ fn only_the_gateway_is_public_on_cloud_run() {
     assert_eq!(ingress(&backend).as_deref(), Some("internal"));
     // gardien reaches the internal services through the VPC.
     assert_eq!(
-        gateway["spec"]["template"]["metadata"]["annotations"]["run.googleapis.com/vpc-access-egress"]
+        gateway["spec"]["template"]["metadata"]["annotations"]
+            ["run.googleapis.com/vpc-access-egress"]
             .as_str(),
         Some("all-traffic")
     );

@@ -183,11 +183,17 @@ async fn production_migrates_with_the_database_alone() {
     assert_eq!(status.code, Some(0), "{status}");
     let count = MIGRATOR.iter().count();
     assert!(
-        status.stdout.contains(&format!("{count} embedded, 0 pending")),
+        status
+            .stdout
+            .contains(&format!("{count} embedded, 0 pending")),
         "{status}"
     );
     let serve = backend_in("production", &[], &db.url);
-    assert_eq!(serve.code, Some(1), "serving needs more than the database: {serve}");
+    assert_eq!(
+        serve.code,
+        Some(1),
+        "serving needs more than the database: {serve}"
+    );
 }
 
 #[tokio::test]
