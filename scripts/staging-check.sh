@@ -14,10 +14,11 @@
 #   STAGING_REDIS_URL       redis://127.0.0.1:6379/11 (this database's gardien:rl:* keys
 #                           are cleared first: every run starts with full buckets)
 #   STAGING_CHECK_TIMEOUT   300 (seconds)
+#   STAGING_BIN_DIR         where the binaries are (${CARGO_TARGET_DIR:-target}/debug)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin="${CARGO_TARGET_DIR:-target}/debug"
+bin="${STAGING_BIN_DIR:-${CARGO_TARGET_DIR:-target}/debug}"
 origin="${STAGING_ORIGIN:-http://localhost:5173}"
 frontend="${FRONTEND_URL:-$origin}"
 postgres="${STAGING_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
