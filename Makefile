@@ -15,7 +15,7 @@ POLICY_CHECK_ENV := API_UPSTREAM_URL=https://api.example.run.app \
 	GARDIEN_INTERNAL_SECRET=example-internal-secret-of-at-least-32-bytes \
 	REDIS_URL=redis://10.0.0.3:6379
 
-.PHONY: demo test test-alerts test-node test-manifests build build-release check-policies bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench clean
+.PHONY: demo test staging-check test-alerts test-node test-manifests build build-release check-policies bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench clean
 
 demo: deps-build build
 	scripts/demo.sh
@@ -47,6 +47,12 @@ test-node: deps-test build
 # they agree with the policy, env-docs and docs/DEPLOYMENT.md.
 test-manifests: deps-test
 	scripts/validate-manifests.sh
+
+# The whole stack in its staging shape on loopback (PostgreSQL at 127.0.0.1:5432, Redis at
+# 127.0.0.1:6379), then every critical flow, one line each (docs/RUNBOOK.md#the-staging-check).
+# `make test` runs it too (crates/gardien-staging-check/tests/local_stack.rs).
+staging-check: deps-test build
+	scripts/staging-check.sh
 
 build:
 	$(CARGO) build --workspace --bins --examples
