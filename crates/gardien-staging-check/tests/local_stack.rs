@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 /// Flows the local form must pass, one `ok` line each.
-const LOCAL_FLOWS: [&str; 13] = [
+const LOCAL_FLOWS: [&str; 14] = [
     "refused_origin",
     "signup_login",
     "me",
@@ -21,6 +21,7 @@ const LOCAL_FLOWS: [&str; 13] = [
     "reports",
     "admin_signup",
     "template_preview",
+    "email_sms_fallback",
     "backend_bypass_refused",
     "load",
     "login_brute_force",

@@ -2,6 +2,7 @@
 //! `Ok(())` or the reason it failed; the runner times and prints it.
 
 pub mod backend;
+pub mod delivery;
 pub mod limits;
 pub mod origin;
 pub mod tokens;
@@ -56,6 +57,10 @@ pub struct Context {
     pub load_rate: u32,
     /// Failed requests the load run may have.
     pub load_error_budget: f64,
+    /// Local control: the primary providers fail, so delivery must name the fallbacks.
+    pub expect_fallback: bool,
+    /// The phone number the sms goes to.
+    pub phone: String,
     pub alice: User,
     pub bob: User,
 }
