@@ -15,7 +15,7 @@ POLICY_CHECK_ENV := API_UPSTREAM_URL=https://api.example.run.app \
 	GARDIEN_INTERNAL_SECRET=example-internal-secret-of-at-least-32-bytes \
 	REDIS_URL=redis://10.0.0.3:6379
 
-.PHONY: demo test test-alerts test-node test-manifests image build build-release check-policies env-docs bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench deps-image clean
+.PHONY: demo test staging-check test-alerts test-node test-manifests image build build-release check-policies env-docs bench bench-load bench-delivery lint fmt deps-build deps-test deps-bench deps-image clean
 
 demo: deps-build build
 	scripts/demo.sh
@@ -53,6 +53,12 @@ test-manifests: deps-test
 # Needs root, Redis and PostgreSQL on loopback; `scripts/image.sh` alone only builds.
 image: deps-image
 	scripts/image.sh --check
+
+# The whole stack in its staging shape on loopback (PostgreSQL at 127.0.0.1:5432, Redis at
+# 127.0.0.1:6379), then every critical flow, one line each (docs/RUNBOOK.md#the-staging-check).
+# `make test` runs it too (crates/gardien-staging-check/tests/local_stack.rs).
+staging-check: deps-test build
+	scripts/staging-check.sh
 
 build:
 	$(CARGO) build --workspace --bins --examples
