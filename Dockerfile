@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
-# The image of both binaries: `gardien` (the gateway, the default entrypoint, serving
-# policies/production.yaml) and `gardien-backend` (run it with
-# `command: ["/usr/local/bin/gardien-backend"]`). docs/IMAGE.md says how it is built, run
-# and checked.
+# The image of the binaries: `gardien` (the gateway, the default entrypoint, serving
+# policies/production.yaml), `gardien-backend` (run it with
+# `command: ["/usr/local/bin/gardien-backend"]`) and `gardien-staging-check` (the last step
+# of a deployment, run as a job with `--entrypoint /usr/local/bin/gardien-staging-check`).
+# docs/IMAGE.md says how it is built, run and checked.
 #
 #   docker build -t gardien .                       # Cloud Build: builds in the `builder` stage
 #   scripts/image.sh                                 # here: binaries built on the host, a local base
@@ -12,14 +13,14 @@
 #   RUNTIME_IMAGE  the base: glibc, CA certificates, the nonroot user, no shell
 #   GARDIEN_GIT_COMMIT  the commit the binaries report (cloudbuild.yaml passes it)
 #   BINARIES       `built` compiles in the builder stage; `prebuilt` copies
-#                  target/image/bin/{gardien,gardien-backend} from the context instead (built
+#                  target/image/bin/{gardien,gardien-backend,gardien-staging-check} from the context instead (built
 #                  on a Debian 12 host, the same glibc as the base), for hosts that cannot
 #                  pull a Rust image
 ARG RUST_IMAGE=docker.io/library/rust:1.95-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 ARG BINARIES=built
 
-# The release build of both binaries. cmake: C dependencies of the TLS and compression crates.
+# The release build of the binaries. cmake: C dependencies of the TLS and compression crates.
 FROM ${RUST_IMAGE} AS builder
 RUN apt-get update \
     && apt-get install -y --no-install-recommends cmake \
@@ -28,9 +29,10 @@ WORKDIR /src
 COPY . .
 # The commit the binaries report (`/status`, `gardien_build_info`): the context has no .git.
 ARG GARDIEN_GIT_COMMIT=
-RUN cargo build --release --locked -p gardien -p gardien-backend --bins \
+RUN cargo build --release --locked -p gardien -p gardien-backend \
+        -p gardien-staging-check --bin gardien --bin gardien-backend --bin gardien-staging-check \
     && mkdir -p /out \
-    && cp target/release/gardien target/release/gardien-backend /out/
+    && cp target/release/gardien target/release/gardien-backend target/release/gardien-staging-check /out/
 
 FROM scratch AS built
 COPY --from=builder /out/ /
@@ -44,9 +46,9 @@ COPY Cargo.toml target/image/bin/gardien* /
 # Whichever of the two BINARIES names: the stage the runtime copies from.
 FROM ${BINARIES} AS binaries
 
-# The runtime: nothing but the two binaries and the shipped policies on a shell-less base.
+# The runtime: nothing but the binaries and the shipped policies on a shell-less base.
 FROM ${RUNTIME_IMAGE} AS runtime
-COPY --from=binaries /gardien /gardien-backend /usr/local/bin/
+COPY --from=binaries /gardien /gardien-backend /gardien-staging-check /usr/local/bin/
 COPY policies/dev.yaml policies/staging.yaml policies/production.yaml /etc/gardien/policies/
 # nonroot in distroless (and in scripts/image.sh's local base): never root at run time.
 USER 65532:65532

@@ -86,11 +86,14 @@ env-docs: deps-build
 bench: deps-build
 	$(CARGO) bench --bench cors --bench jwt --bench rate_limit
 
-# Real processes on loopback under bounded load (about a minute); rewrites the load table
-# of docs/BENCHMARKS.md. Needs Redis on 127.0.0.1:6379 for the shared-limit scenario.
+# Real processes on loopback under bounded load; rewrites the load table of
+# docs/BENCHMARKS.md (about a minute; needs Redis on 127.0.0.1:6379 for the shared-limit
+# scenario), then the comparison with HAProxy, nginx and a minimal Pingora (benches/compare/,
+# about five minutes) and its chart docs/benchmarks/compare.svg.
 bench-load: deps-bench
-	$(CARGO) build --release -p gardien-backend
+	$(CARGO) build --release -p gardien-backend -p bench-pingora-minimal
 	$(CARGO) bench --bench load
+	$(CARGO) bench --bench compare
 
 # Notifications accepted per second and POST → provider latency, on SQLite and PostgreSQL,
 # against the fake SendGrid (about a minute); rewrites the delivery table of

@@ -33,6 +33,13 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
+#[path = "common/measure.rs"]
+mod measure;
+#[path = "common/policies.rs"]
+mod policies;
+use measure::{median, pinned, today, verdict, wait_ready_file, write_results, wrk_result, Load};
+use policies::{full_policy, ROUTING_ONLY};
+
 const RSA_KEY: &[u8] = include_bytes!("../tests/fixtures/keys/rsa-a.pem");
 /// Length of each throughput run, and how many runs of each scenario (alternated, so a noisy
 /// moment of the machine does not fall on one scenario only; the median is reported).
@@ -52,23 +59,6 @@ const FIXED_RUN: Duration = Duration::from_secs(8);
 const FIXED_ROUNDS: usize = 3;
 const BACKEND_RUN: Duration = Duration::from_secs(10);
 const INTERNAL_SECRET: &str = "load-harness-internal-secret-0123456789";
-
-/// Waits (at most 30 s) for the ready file a process writes, by rename, once it listens on
-/// the port 0 it was given; its text.
-fn wait_ready_file(path: &Path, child: &mut Child, what: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            return text;
-        }
-        assert!(
-            !matches!(child.try_wait(), Ok(Some(_))),
-            "{what} exited before it was ready"
-        );
-        assert!(Instant::now() < deadline, "{what} not ready in 30s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// The upstream: `/api/*` answers a small JSON body; `/.well-known/jwks.json` the key.
 fn start_upstream(jwks: serde_json::Value) -> (SocketAddr, tokio::runtime::Runtime) {
@@ -107,15 +97,6 @@ impl Drop for Gateway {
     }
 }
 
-/// A command pinned to `cpu` with `taskset` (util-linux): on a 2-CPU machine the gateway
-/// gets a CPU of its own and the load generator and upstream share the other, so the
-/// scenarios compare the gateway's own cost rather than the scheduler's mood.
-fn pinned(cpu: &str, program: &str) -> Command {
-    let mut command = Command::new("taskset");
-    command.args(["-c", cpu, program]);
-    command
-}
-
 fn start_gateway(policy: &str, upstream: SocketAddr, dir: &Path, name: &str) -> Gateway {
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, policy).expect("write policy");
@@ -145,68 +126,9 @@ fn start_gateway(policy: &str, upstream: SocketAddr, dir: &Path, name: &str) -> 
     Gateway { child, addr, admin }
 }
 
-/// Throughput and latency as `wrk` measured them.
-#[derive(Debug, Clone, Copy, Default)]
-struct Load {
-    requests_per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    non_2xx: u64,
-}
-
-/// A `wrk` run on CPU 0, started (not waited for).
+/// A `wrk` run of [`CONNECTIONS`] for [`RUN`] on CPU 0, started (not waited for).
 fn spawn_wrk(url: &str, headers: &[(&str, &str)]) -> Child {
-    let mut command = pinned("0", "wrk");
-    command.args([
-        "-t1",
-        &format!("-c{CONNECTIONS}"),
-        &format!("-d{}s", RUN.as_secs()),
-        "--latency",
-        "--timeout",
-        "5s",
-    ]);
-    for (name, value) in headers {
-        command.args(["-H", &format!("{name}: {value}")]);
-    }
-    command
-        .arg(url)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("wrk (Debian package wrk) runs")
-}
-
-/// Waits for a `wrk` run and reads its report.
-fn wrk_result(child: Child) -> Load {
-    let output = child.wait_with_output().expect("wrk finishes");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let field = |prefix: &str| {
-        text.lines()
-            .map(str::trim)
-            .find_map(|l| l.strip_prefix(prefix))
-            .map(|v| v.trim().to_owned())
-    };
-    let ms = |v: Option<String>| -> f64 {
-        let v = v.unwrap_or_default();
-        if let Some(us) = v.strip_suffix("us") {
-            us.parse::<f64>().unwrap_or(f64::NAN) / 1000.0
-        } else if let Some(ms) = v.strip_suffix("ms") {
-            ms.parse().unwrap_or(f64::NAN)
-        } else if let Some(s) = v.strip_suffix('s') {
-            s.parse::<f64>().unwrap_or(f64::NAN) * 1000.0
-        } else {
-            f64::NAN
-        }
-    };
-    Load {
-        requests_per_sec: field("Requests/sec:")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0),
-        p50_ms: ms(field("50%")),
-        p99_ms: ms(field("99%")),
-        non_2xx: field("Non-2xx or 3xx responses:")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-    }
+    measure::spawn_wrk(url, headers, CONNECTIONS, RUN, "0", None)
 }
 
 fn wrk(url: &str, headers: &[(&str, &str)]) -> Load {
@@ -464,50 +386,6 @@ jwt:
   issuers:
     - {{ issuer: "https://id.bench", audiences: [bench], algorithms: [RS256], jwks_url: "{jwks_url}" }}
 server: {{ threads: 2 }}
-"#
-    )
-}
-
-const ROUTING_ONLY: &str = r#"
-environment: dev
-listen: "${GARDIEN_LISTEN}"
-admin_listen: "${GARDIEN_ADMIN_LISTEN}"
-upstreams: { api: { url: "${UPSTREAM}" } }
-routes:
-  - { name: api, prefix: /api/, upstream: api, auth: public }
-security_headers:
-  content_security_policy: "off"
-  frame_options: "off"
-  referrer_policy: "off"
-  permissions_policy: "off"
-  cross_origin_opener_policy: "off"
-  content_type_options: "off"
-  remove: []
-server: { threads: 1 }
-"#;
-
-fn full_policy(jwks_url: &str) -> String {
-    format!(
-        r#"
-environment: dev
-listen: "${{GARDIEN_LISTEN}}"
-admin_listen: "${{GARDIEN_ADMIN_LISTEN}}"
-upstreams: {{ api: {{ url: "${{UPSTREAM}}" }} }}
-routes:
-  - {{ name: api, prefix: /api/, upstream: api }}
-cors:
-  origins: ["https://app.example.com", "https://*.example.net"]
-  credentials: true
-  headers: [Authorization, Content-Type]
-  expose: [X-Request-Id]
-jwt:
-  issuers:
-    - {{ issuer: "https://id.bench", audiences: [bench], algorithms: [RS256], jwks_url: "{jwks_url}" }}
-rate_limits:
-  rules:
-    - {{ name: ip, key: ip, rate: 1000000/s, burst: 1000000 }}
-    - {{ name: user, key: user, rate: 1000000/s, burst: 1000000 }}
-server: {{ threads: 1 }}
 "#
     )
 }
@@ -827,53 +705,5 @@ fn main() {
         );
     }
     println!("\n{table}");
-    write_results(&table);
-}
-
-/// The median throughput and the median of each latency percentile.
-fn median(runs: &[Load]) -> Load {
-    let pick = |f: fn(&Load) -> f64| {
-        let mut values: Vec<f64> = runs.iter().map(f).collect();
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
-    Load {
-        requests_per_sec: pick(|l| l.requests_per_sec),
-        p50_ms: pick(|l| l.p50_ms),
-        p99_ms: pick(|l| l.p99_ms),
-        non_2xx: runs.iter().map(|l| l.non_2xx).sum(),
-    }
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "**missed**"
-    }
-}
-
-fn today() -> String {
-    Command::new("date")
-        .arg("+%Y-%m-%d")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// Replaces the table between the markers in docs/BENCHMARKS.md.
-fn write_results(table: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/BENCHMARKS.md");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return;
-    };
-    let (begin, end) = ("<!-- load:begin -->", "<!-- load:end -->");
-    let (Some(start), Some(stop)) = (text.find(begin), text.find(end)) else {
-        println!("(docs/BENCHMARKS.md has no load markers; table not written)");
-        return;
-    };
-    let updated = format!("{}{begin}\n{table}{}", &text[..start], &text[stop..]);
-    if std::fs::write(&path, updated).is_ok() {
-        println!("written to docs/BENCHMARKS.md");
-    }
+    write_results("load", &table);
 }

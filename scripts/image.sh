@@ -48,15 +48,16 @@ source scripts/image/podman-flags.sh
 
 # 1. The binaries, built on this Debian 12 host: the same glibc as the distroless base.
 if $build; then
-  cargo build --release --locked -p gardien -p gardien-backend --bins
+  cargo build --release --locked -p gardien -p gardien-backend -p gardien-staging-check \
+    --bin gardien --bin gardien-backend --bin gardien-staging-check
 fi
 mkdir -p "$work/bin"
-for binary in gardien gardien-backend; do
+for binary in gardien gardien-backend gardien-staging-check; do
   [ -x "$target_dir/release/$binary" ] || fail "$target_dir/release/$binary is missing: run without --no-build (or cargo build --release --workspace --bins)"
   # A hard link when the target directory is on the same file system, else a copy.
   ln -f "$target_dir/release/$binary" "$work/bin/$binary" 2>/dev/null || cp -f "$target_dir/release/$binary" "$work/bin/$binary"
 done
-step "binaries: $target_dir/release/{gardien,gardien-backend}"
+step "binaries: $target_dir/release/{gardien,gardien-backend,gardien-staging-check}"
 
 # 2. The local base, made once and cached as a Podman image (and its tree under target/).
 if ! podman image exists "$base_image"; then
@@ -71,7 +72,7 @@ fi
 # dependency can bring a new library): looked up in the base image itself.
 base_root=$(podman image mount "$base_image")
 trap 'podman image umount "$base_image" >/dev/null 2>&1 || true' EXIT
-for binary in gardien gardien-backend; do
+for binary in gardien gardien-backend gardien-staging-check; do
   for lib in $(ldd "$work/bin/$binary" | awk '$2 == "=>" { print $1 } $1 ~ /^\// { print $1 }'); do
     if [ -z "$(find "$base_root/usr/lib" "$base_root/usr/lib64" -name "$(basename "$lib")" -print -quit 2>/dev/null)" ]; then
       fail "$binary needs $lib, which $base_image does not hold: add its package to scripts/image/base.sh, then podman rmi $base_image"

@@ -14,14 +14,18 @@
 #                    on a local Debian base made with debootstrap, runc runs it where crun
 #                    cannot (hybrid cgroups), openssl makes the check's CA, psql its schema
 # As root it installs them with apt-get; otherwise it says exactly what to run.
-#   wrk              the closed-loop load generator of the load harness (benches/load.rs)
+#   wrk              the closed-loop load generator of the load harnesses (benches/load.rs,
+#                    benches/compare/)
+#   haproxy          the anchor gardien is compared with (benches/compare/, benches/anchors/)
+#   nginx-light      the comparison's upstream
+#   valgrind         callgrind and massif, the profiles of docs/BENCHMARKS.md
 #   oha              its open-loop (fixed-rate) load generator, from crates.io with cargo,
 #                    into target/tools/oha (not a Debian package)
 # Usage: scripts/install-deps.sh [build|test|bench|image]
 #   postgresql-client  psql, with which the benchmarks make and drop their schemas
 #   build: cmake; test: cmake, chromium, chromium-driver, python3, python3-venv, curl,
 #   prometheus, nodejs, npm;
-#   bench: cmake, wrk, postgresql-client, oha
+#   bench: cmake, wrk, haproxy, nginx-light, valgrind, postgresql-client, oha
 #   image: cmake, podman, runc, debootstrap, openssl, python3, curl, postgresql-client
 #   (test installs these too)
 set -euo pipefail
@@ -31,7 +35,7 @@ case "${1:-test}" in
   test) want+=(chromium chromium-driver python3 python3-venv curl prometheus nodejs npm
     podman runc debootstrap openssl postgresql-client) ;;
   image) want+=(podman runc debootstrap openssl python3 curl postgresql-client) ;;
-  bench) want+=(wrk postgresql-client) ;;
+  bench) want+=(wrk haproxy nginx-light valgrind postgresql-client) ;;
 esac
 
 # Whether a package's part the project uses is already there (from any source: a
@@ -40,6 +44,8 @@ present() {
   case "$1" in
     chromium-driver) command -v /usr/bin/chromedriver ;;
     chromium) command -v /usr/bin/chromium ;;
+    haproxy) command -v /usr/sbin/haproxy ;;
+    nginx-light) command -v /usr/sbin/nginx ;;
     python3-venv) python3 -c 'import ensurepip, venv' ;;
     postgresql-client) command -v psql ;;
     prometheus) command -v promtool && test -x /usr/bin/prometheus ;;

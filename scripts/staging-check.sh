@@ -3,13 +3,16 @@
 # API as the existing API, gardien-backend (GARDIEN_ENVIRONMENT=staging) on PostgreSQL in a
 # fresh schema of database `test`, delivering in sandbox through the fake SendGrid, SMTP
 # and Twilio with each primary failing, gardien with policies/staging.yaml and its rate limits in
-# Redis — every process on port 0, reporting the address it bound; then runs
-# gardien-staging-check against it with the local handles (the backend's own URL, the demo
-# signing key, an admin it signs up) and tears everything down. Exits with the checker's
+# Redis, the test frontend (gardien-test-frontend) on an allowed and a refused origin — every
+# process on port 0, reporting the address it bound; then runs gardien-staging-check against
+# it with the local handles (the backend's own URL, the demo signing key, an admin it signs
+# up, headless Chromium on both origins) and tears everything down. Exits with the checker's
 # code. Bounded: each start waits at most 30s, the check at most STAGING_CHECK_TIMEOUT.
 #
 # Variables:
-#   STAGING_ORIGIN          the frontend origin the checker sends (http://localhost:5173)
+#   STAGING_ORIGIN          the frontend origin the checker uses (default: the test
+#                           frontend's allowed origin, http://localhost:<port>; another
+#                           value skips the browser flow, which needs the page served)
 #   FRONTEND_URL            the origin gardien allows (default: STAGING_ORIGIN)
 #   STAGING_POSTGRES_URL    postgres://postgres@127.0.0.1:5432/test
 #   STAGING_REDIS_URL       redis://127.0.0.1:6379/11 (this database's gardien:rl:* keys
@@ -20,12 +23,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bin="${STAGING_BIN_DIR:-${CARGO_TARGET_DIR:-target}/debug}"
-origin="${STAGING_ORIGIN:-http://localhost:5173}"
-frontend="${FRONTEND_URL:-$origin}"
 postgres="${STAGING_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 redis="${STAGING_REDIS_URL:-redis://127.0.0.1:6379/11}"
 check_timeout="${STAGING_CHECK_TIMEOUT:-300}"
-for binary in gardien gardien-backend examples/demo_api examples/staging_fakes gardien-staging-check; do
+for binary in gardien gardien-backend examples/demo_api examples/staging_fakes gardien-test-frontend \
+  gardien-staging-check; do
   if [ ! -x "$bin/$binary" ]; then
     echo "error: $bin/$binary is missing: run \`cargo build --workspace --bins --examples\`" >&2
     exit 2
@@ -67,6 +69,20 @@ redis_cli=(redis-cli -u "$redis")
 "${redis_cli[@]}" --scan --pattern 'gardien:rl:*' | while read -r key; do
   "${redis_cli[@]}" del "$key" >/dev/null
 done
+
+# The frontend's stand-in: the test page on an allowed and a refused origin. The browser
+# flow needs the page served, so it runs only when the checker uses these origins.
+"$bin/gardien-test-frontend" --ready-file "$work/frontend.ready" >/dev/null 2>"$work/frontend.log" &
+pids+=($!)
+wait_line "$work/frontend.ready" '^refused_origin=' "${pids[-1]}" "the test frontend" "$work/frontend.log" >/dev/null
+served_origin="$(sed -n 's/^origin=//p' "$work/frontend.ready")"
+served_refused="$(sed -n 's/^refused_origin=//p' "$work/frontend.ready")"
+origin="${STAGING_ORIGIN:-$served_origin}"
+frontend="${FRONTEND_URL:-$origin}"
+browser=()
+if [ "$origin" = "$served_origin" ]; then
+  browser=(--browser --refused-origin "$served_refused")
+fi
 
 # The existing API's stand-in; its tokens' issuer is the address it bound.
 admin_email="staging-admin-${schema#staging_check_}@example.com"
@@ -135,7 +151,7 @@ STAGING_ADMIN_EMAIL="$admin_email" STAGING_ADMIN_PASSWORD="staging-$internal_sec
   timeout "$check_timeout" "$bin/gardien-staging-check" \
   --base-url "$gateway" --origin "$origin" --backend-url "$backend" \
   --signing-key examples/demo_api/demo_rsa_key.pem --sign-up-admin --expect-fallback \
-  || status=$?
+  "${browser[@]}" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- gardien log (last lines) ---" >&2
   tail -n 20 "$work/gardien.log" >&2 || true

@@ -5,7 +5,8 @@
 //! Redis and the backend from the same image on PostgreSQL.
 //!
 //! Needs root, `podman`, `runc`, `debootstrap` (scripts/install-deps.sh test installs them),
-//! Redis and PostgreSQL on loopback, and `target/release/{gardien,gardien-backend}`.
+//! Redis and PostgreSQL on loopback, and
+//! `target/release/{gardien,gardien-backend,gardien-staging-check}`.
 
 mod support;
 
@@ -15,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{release_binary, BACKEND_SOURCES, GATEWAY_SOURCES};
+use support::{release_binary, BACKEND_SOURCES, GATEWAY_SOURCES, STAGING_CHECK_SOURCES};
 
 /// A cold run (debootstrap, the base, the build, the check) took 163 s on a loaded 2-core
 /// machine, a warm one 18 s; the bound leaves room for a slow mirror.
@@ -36,6 +37,7 @@ const EXPECTED: &[&str] = &[
     "ok: /status.json: environment production, policy /etc/gardien/policies/production.yaml",
     "ok: GET /api/health through the proxy: 200",
     "ok: GET /api/me without a token: 401 token_missing",
+    "ok: gardien-staging-check from the image: refused_origin ok against the gateway",
     "ok: both processes run as uid 65532",
     "check: passed",
 ];
@@ -60,6 +62,7 @@ fn the_image_builds_and_serves_the_production_policy_as_nonroot() {
     require_tools();
     let gardien = release_binary("gardien", GATEWAY_SOURCES);
     release_binary("gardien-backend", BACKEND_SOURCES);
+    release_binary("gardien-staging-check", STAGING_CHECK_SOURCES);
     let target = gardien
         .parent()
         .and_then(Path::parent)

@@ -17,7 +17,7 @@ use base64::Engine as _;
 use fantoccini::Locator;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use support::browser::{browser_log, require_browser, ChromeDriver};
+use support::browser::{browser_log, browser_session, require_browser};
 use support::processes::BackendProcess;
 use support::{client, GatewayProcess, RefusingAddress};
 
@@ -303,8 +303,7 @@ async fn browser_scenario() {
     let setup = Setup::start().await;
     let expected = setup.status_json().await;
     let hash = setup.policy_hash_in_metrics().await;
-    let driver = ChromeDriver::start().await;
-    let browser = driver.session().await;
+    let (_driver, browser) = browser_session().await;
     // Read everything first and close the session before asserting, so a failed
     // assertion never leaves a browser behind.
     let seen = read_page(&browser, &setup.gateway.admin_url("/status")).await;

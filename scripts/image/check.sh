@@ -3,14 +3,16 @@
 # image as built, run the way production runs it, on real processes on loopback.
 #
 #   - the image: entrypoint pinned to policies/production.yaml, user 65532:65532, the ports,
-#     both binaries, the three policies, a CA bundle, and no /bin/sh;
+#     the three binaries, the three policies, a CA bundle, and no /bin/sh;
 #   - gardien-backend from the image: `migrate up` and `migrate status` on a PostgreSQL
 #     schema of its own, then serving (production, PostgreSQL) as the gateway's `backend`;
 #   - gardien from the image, its entrypoint unchanged (production policy): a static `api`
 #     upstream, the JWKS over HTTPS (a CA made here, trusted through SSL_CERT_FILE), Redis,
 #     the identity secret in /run/secrets; /healthz, /readyz, rate limits in Redis, a
 #     proxied request (status and security headers), a protected route refused without a
-#     token, both processes as uid 65532.
+#     token, both processes as uid 65532;
+#   - gardien-staging-check from the image against that gateway: its flows run (the
+#     refused origin is refused) up to the sign-up, which the static API cannot serve.
 #
 # One line per check; exits non-zero at the first failure, with the containers' logs.
 # Usage: scripts/image/check.sh IMAGE
@@ -98,7 +100,7 @@ ok "exposes $ports"
 
 root=$(podman image mount "$image")
 image_mounted=true
-for file in usr/local/bin/gardien usr/local/bin/gardien-backend; do
+for file in usr/local/bin/gardien usr/local/bin/gardien-backend usr/local/bin/gardien-staging-check; do
   [ -x "$root/$file" ] || fail "/$file is missing"
 done
 for policy in dev staging production; do
@@ -111,7 +113,7 @@ for shell in bin/sh bin/bash bin/dash usr/bin/sh; do
 done
 podman image umount "$image" >/dev/null
 image_mounted=false
-ok "both binaries, the three policies, a CA bundle; no shell in the file system"
+ok "the three binaries, the three policies, a CA bundle; no shell in the file system"
 
 if shell_out=$(podman run --rm "${podman_flags[@]}" --entrypoint /bin/sh "$image" -c true 2>&1); then
   fail "podman run --entrypoint /bin/sh succeeded"
@@ -249,6 +251,17 @@ if [ "$code" != 401 ] || ! grep -q '"token_missing"' "$run/me"; then
   fail "GET /api/me without a token answered $code: $(cat "$run/me")"
 fi
 ok "GET /api/me without a token: 401 token_missing"
+
+# The staging check from the image (how docs/DEPLOYMENT.md's last step runs it): it reaches
+# the gateway and its first flow passes; sign-up needs the real API, which this static one
+# is not, so the run as a whole fails and says so.
+podman run --rm "${podman_flags[@]}" --network host --entrypoint /usr/local/bin/gardien-staging-check "$image" \
+  --base-url "http://$listen" --origin "$origin" >"$run/staging-check.out" 2>&1 || true
+grep -q '^ok   refused_origin ' "$run/staging-check.out" \
+  || fail "gardien-staging-check from the image: no \`ok refused_origin\` line: $(cat "$run/staging-check.out")"
+grep -q '^FAIL signup_login ' "$run/staging-check.out" \
+  || fail "gardien-staging-check from the image: sign-up against a static API did not fail: $(cat "$run/staging-check.out")"
+ok "gardien-staging-check from the image: refused_origin ok against the gateway, signup_login FAIL (a static API)"
 
 for container in "$gateway" "$backend"; do
   pid=$(podman inspect --format '{{.State.Pid}}' "$container")

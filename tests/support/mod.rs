@@ -495,6 +495,12 @@ pub const BACKEND_SOURCES: &[&str] = &[
     "crates/gardien-telemetry/src",
 ];
 
+/// The `.rs` folders the `gardien-staging-check` binary is built from.
+pub const STAGING_CHECK_SOURCES: &[&str] = &[
+    "crates/gardien-staging-check/src",
+    "crates/gardien-browser/src",
+];
+
 /// The release build of the workspace binary `name` (`target/release/<name>`, next to the
 /// debug build this test was built with). Panics, saying what to run, when it is missing or
 /// older than a `.rs` file under `sources` (folders of the workspace): a test of the

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use flows::{backend, delivery, limits, origin, tokens, Context, User};
+use flows::{backend, browser, delivery, limits, origin, tokens, Context, User};
 use runner::Runner;
 
 /// Validates a gardien deployment end to end.
@@ -54,6 +54,11 @@ struct Args {
     /// requires the fallbacks (`smtp`, `twilio-secondary`) to have delivered.
     #[arg(long)]
     expect_fallback: bool,
+    /// Local control: drive headless Chromium (Debian's `chromium` and `chromium-driver`)
+    /// on `--origin` and `--refused-origin`, which must both serve the test frontend page
+    /// (`gardien-test-frontend`). Without it the browser flow is skipped.
+    #[arg(long)]
+    browser: bool,
     /// The phone number the sms goes to (a test number of the provider's sandbox).
     #[arg(long, env = "STAGING_PHONE", default_value = "+14155550123")]
     phone: String,
@@ -67,12 +72,6 @@ struct Args {
     #[arg(long, default_value_t = 0.01)]
     load_error_budget: f64,
 }
-
-/// Flows not built yet; printed as `skip` so a run says what it did not check.
-const NOT_YET: [(&str, &str); 1] = [(
-    "browser_signup_login",
-    "not implemented yet (headless Chromium)",
-)];
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -105,6 +104,7 @@ async fn main() -> ExitCode {
         load_error_budget: args.load_error_budget,
         expect_fallback: args.expect_fallback,
         phone: args.phone,
+        browser: args.browser,
         alice: User::default(),
         bob: User::default(),
     };
@@ -183,8 +183,15 @@ async fn run_all(runner: &mut Runner, ctx: &mut Context, sign_up_admin: bool) {
             "needs --backend-url (local control)",
         );
     }
-    for (name, why) in NOT_YET {
-        runner.skip(name, why);
+    if ctx.browser {
+        runner
+            .run("browser_signup_login", browser::sign_up_and_login(ctx))
+            .await;
+    } else {
+        runner.skip(
+            "browser_signup_login",
+            "needs --browser: both origins serving gardien-test-frontend, and Chromium (local control)",
+        );
     }
     runner.run("load", limits::load(ctx)).await;
     runner

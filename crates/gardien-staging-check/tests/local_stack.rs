@@ -3,14 +3,15 @@
 //! and the same stack with the wrong frontend origin allowed fails the run.
 //!
 //! Needs the workspace's binaries (`cargo build --workspace --bins --examples`; `make test`
-//! builds them), PostgreSQL at 127.0.0.1:5432 (database `test`) and Redis at 127.0.0.1:6379.
+//! builds them), PostgreSQL at 127.0.0.1:5432 (database `test`), Redis at 127.0.0.1:6379,
+//! and Debian's `chromium` and `chromium-driver` (the browser flow; `make test` installs them).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 /// Flows the local form must pass, one `ok` line each.
-const LOCAL_FLOWS: [&str; 14] = [
+const LOCAL_FLOWS: [&str; 15] = [
     "refused_origin",
     "signup_login",
     "me",
@@ -23,6 +24,7 @@ const LOCAL_FLOWS: [&str; 14] = [
     "template_preview",
     "email_sms_fallback",
     "backend_bypass_refused",
+    "browser_signup_login",
     "load",
     "login_brute_force",
 ];

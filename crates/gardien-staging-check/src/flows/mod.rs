@@ -2,6 +2,7 @@
 //! `Ok(())` or the reason it failed; the runner times and prints it.
 
 pub mod backend;
+pub mod browser;
 pub mod delivery;
 pub mod limits;
 pub mod origin;
@@ -61,6 +62,9 @@ pub struct Context {
     pub expect_fallback: bool,
     /// The phone number the sms goes to.
     pub phone: String,
+    /// Local control: both origins serve the test frontend and Chromium is installed, so
+    /// the browser flow runs.
+    pub browser: bool,
     pub alice: User,
     pub bob: User,
 }
