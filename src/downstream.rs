@@ -15,6 +15,10 @@
 //! without the gateway's JSON error, and lets a missing `Host` through). No Pingora patch
 //! is needed.
 //!
+//! Memory per idle connection: the listener has no read buffer under the connection
+//! (`src/server.rs`), and a connection waiting for its next request holds no head buffer
+//! either ([`first_read`]).
+//!
 //! h2c (`server.h2c`): on a new connection [`sniff_h2_preface`] reads until the bytes are
 //! the HTTP/2 preface or cannot become it, against the head deadline, and puts them back.
 //! A preface goes to Pingora's own loop, which serves the connection as HTTP/2 (one task per
@@ -41,7 +45,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
 
 use crate::admin::metrics::Metrics;
@@ -353,16 +357,16 @@ async fn read_head(
     shutdown: &ShutdownWatch,
 ) -> Head {
     let start = Instant::now();
-    let mut buf = BytesMut::with_capacity(HEAD_BUFFER);
     let mut shutdown = shutdown.clone();
     let first = tokio::select! {
         biased;
-        read = timeout_at(start + idle.unwrap_or(header_timeout), stream.read_buf(&mut buf)) => read,
+        read = timeout_at(start + idle.unwrap_or(header_timeout), first_read(stream)) => read,
         _ = shutdown.wait_for(|stopping| *stopping), if idle.is_some() => return Head::Closed,
     };
-    if !matches!(first, Ok(Ok(n)) if n > 0) {
-        return Head::Closed;
-    }
+    let mut buf = match first {
+        Ok(Ok(buf)) if !buf.is_empty() => buf,
+        _ => return Head::Closed,
+    };
     let deadline = match idle {
         Some(_) => Instant::now() + header_timeout,
         None => start + header_timeout,
@@ -385,6 +389,39 @@ async fn read_head(
             Ok(_) => return Head::Closed,
         }
     }
+}
+
+thread_local! {
+    /// Where [`first_read`] reads, borrowed only inside one `poll_read`: a connection
+    /// waiting for its next request holds no buffer at all.
+    static FIRST_READ: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; HEAD_BUFFER].into_boxed_slice());
+}
+
+/// The first bytes of a request, in a buffer of their own sized for the head. An idle
+/// keep-alive connection waits here, possibly for a minute: reading into a buffer of the
+/// connection's would keep 4 KiB resident per idle connection (docs/BENCHMARKS.md), so the
+/// bytes are read into this thread's scratch buffer, within a single poll, and copied out
+/// once they arrived: still one read per head, and nothing held while waiting. Empty when
+/// the client closed.
+async fn first_read(stream: &mut Stream) -> std::io::Result<BytesMut> {
+    std::future::poll_fn(|cx| {
+        FIRST_READ.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut read = tokio::io::ReadBuf::new(&mut scratch[..]);
+            match std::pin::Pin::new(&mut *stream).poll_read(cx, &mut read) {
+                std::task::Poll::Ready(Ok(())) => {
+                    let filled = read.filled();
+                    let mut buf = BytesMut::with_capacity(HEAD_BUFFER.max(filled.len()));
+                    buf.extend_from_slice(filled);
+                    std::task::Poll::Ready(Ok(buf))
+                }
+                std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            }
+        })
+    })
+    .await
 }
 
 /// What [`inspect`] found in the bytes read so far.

@@ -146,6 +146,13 @@ fn keep_process_bound_settings(current: &Policy, next: &mut Policy) {
         );
         next.server.threads = current.server.threads;
     }
+    if next.server.work_stealing != current.server.work_stealing {
+        tracing::warn!(
+            running = current.server.work_stealing,
+            "server.work_stealing changes only on restart"
+        );
+        next.server.work_stealing = current.server.work_stealing;
+    }
 }
 
 /// Watches the policy file's directory (editors and Kubernetes replace files by rename, so

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
 use pingora::apps::HttpServerOptions;
-use pingora::listeners::TcpSocketOptions;
+use pingora::listeners::{L4BufferSettings, ListenerConfig, TcpSocketOptions};
 use pingora::prelude::*;
 use pingora::protocols::http::v2::server::{default_h2_options, H2Options};
 use pingora::server::configuration::ServerConf;
@@ -111,6 +111,7 @@ pub fn run(
     let grace = policy.server.graceful_shutdown_timeout.as_secs();
     let conf = ServerConf {
         threads: policy.server.threads,
+        work_stealing: policy.server.work_stealing,
         grace_period_seconds: Some(grace),
         graceful_shutdown_timeout_seconds: Some(1),
         upgrade_sock: upgrade_socket.display().to_string(),
@@ -257,6 +258,13 @@ fn h2_options(settings: &crate::policy::ServerSettings) -> H2Options {
     options
 }
 
+/// The read buffer under each client connection. Pingora's default is 64 KiB per
+/// connection, zero-filled at accept and kept for the connection's life: 64 KiB of resident
+/// memory per idle keep-alive connection (docs/BENCHMARKS.md). gardien reads each request
+/// head into a buffer of its own (`downstream.rs`) and Pingora reads bodies into its own, so
+/// a buffer under them would only add a copy: reads go straight to the socket.
+const CLIENT_READ_BUFFER: usize = 0;
+
 /// One listening address of the gateway, claimed before Pingora binds it.
 ///
 /// Pingora binds its listeners inside its services and does not say which port the system
@@ -321,14 +329,14 @@ impl Listener {
         &self,
         service: &mut Service<A>,
     ) {
-        let address = self.address.to_string();
+        let mut endpoint = ListenerConfig::tcp(self.address.to_string())
+            .l4_buffer(L4BufferSettings::default().read(CLIENT_READ_BUFFER));
         if self.reservation.is_some() {
             let mut options = TcpSocketOptions::default();
             options.so_reuseport = Some(true);
-            service.add_tcp_with_settings(&address, options);
-        } else {
-            service.add_tcp(&address);
+            endpoint = endpoint.tcp_socket_options(options);
         }
+        service.add_listener(endpoint);
     }
 }
 

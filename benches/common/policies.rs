@@ -1,7 +1,7 @@
 //! The gardien policies both load harnesses measure: routing only (every edge filter off)
 //! and the full policy (CORS, the six security headers, RS256 JWT with its cache, two
 //! rate-limit rules counted but never hit, the signed identity). `GARDIEN_THREADS` (default
-//! 1) is `server.threads`.
+//! 1) is `server.threads`, `GARDIEN_WORK_STEALING` (default true) `server.work_stealing`.
 
 #![allow(dead_code)] // each harness uses a different part
 
@@ -21,7 +21,7 @@ security_headers:
   cross_origin_opener_policy: "off"
   content_type_options: "off"
   remove: []
-server: { threads: "${GARDIEN_THREADS:-1}" }
+server: { threads: "${GARDIEN_THREADS:-1}", work_stealing: "${GARDIEN_WORK_STEALING:-true}" }
 "#;
 
 /// The full policy, trusting tokens of `https://id.bench` (audience `bench`) signed by
@@ -47,7 +47,7 @@ rate_limits:
   rules:
     - {{ name: ip, key: ip, rate: 1000000/s, burst: 1000000 }}
     - {{ name: user, key: user, rate: 1000000/s, burst: 1000000 }}
-server: {{ threads: "${{GARDIEN_THREADS:-1}}" }}
+server: {{ threads: "${{GARDIEN_THREADS:-1}}", work_stealing: "${{GARDIEN_WORK_STEALING:-true}}" }}
 "#
     )
 }

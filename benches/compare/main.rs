@@ -20,6 +20,7 @@ mod measure;
 mod policies;
 
 mod idle;
+mod profile;
 mod proxies;
 mod report;
 mod reserve;
@@ -92,6 +93,45 @@ fn rounds(subjects: &[Subject], wrk_cpus: &str, what: &str) -> Vec<Row> {
         .collect()
 }
 
+/// `a`'s requests/s over `b`'s, both loaded at once and sharing CPU 1 (each gets half of
+/// it), over [`ROUNDS`] rounds: the median ratio. The machine's speed changes affect both
+/// alike, so this ratio is the ratio of their costs per request, steadier than one of
+/// medians taken a minute apart.
+fn side_by_side(a: &Subject, b: &Subject) -> f64 {
+    let spawn = |subject: &Subject| {
+        let headers: Vec<(&str, &str)> = subject
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        spawn_wrk(
+            &subject.running.url("/api/x"),
+            &headers,
+            CONNECTIONS,
+            RUN,
+            "0",
+            subject.script.as_deref(),
+        )
+    };
+    let mut ratios: Vec<f64> = (1..=ROUNDS)
+        .map(|round| {
+            println!(
+                "compare: side by side, round {round}/{ROUNDS}: {} and {}",
+                a.label, b.label
+            );
+            let (left, right) = (spawn(a), spawn(b));
+            let (left, right) = (wrk_result(left), wrk_result(right));
+            println!(
+                "  {:.0} and {:.0} requests/s",
+                left.requests_per_sec, right.requests_per_sec
+            );
+            left.requests_per_sec / right.requests_per_sec
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
+}
+
 fn main() {
     // `cargo test --all-targets` runs this binary without `--bench`: a test run is not the
     // place for minutes of load.
@@ -130,6 +170,25 @@ fn main() {
         ("ORIGIN", tokens::ORIGIN.to_owned()),
     ];
     let full_policy = policies::full_policy(&jwks);
+    if std::env::args().any(|a| a == "--profile") {
+        let headers: Vec<(&str, &str)> =
+            full_headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let routing = profile::gardien(
+            "routing",
+            policies::ROUTING_ONLY,
+            upstream.addr,
+            &[],
+            dir.path(),
+        );
+        let full = profile::gardien("full", &full_policy, upstream.addr, &headers, dir.path());
+        let table = report::profile(&[
+            ("gardien routing only", &routing),
+            ("gardien full policy", &full),
+        ]);
+        println!("\n{table}");
+        write_results("profile", &table);
+        return;
+    }
     let start = |label: &'static str, threads: usize, cpus: &str| -> Subject {
         let (running, headers) = match label {
             "HAProxy passthrough" => (
@@ -167,7 +226,7 @@ fn main() {
                     "routing",
                     policies::ROUTING_ONLY,
                     upstream.addr,
-                    threads,
+                    (threads, true),
                     cpus,
                     dir.path(),
                 ),
@@ -178,7 +237,18 @@ fn main() {
                     "full",
                     &full_policy,
                     upstream.addr,
-                    threads,
+                    (threads, true),
+                    cpus,
+                    dir.path(),
+                ),
+                full_headers.clone(),
+            ),
+            "gardien full policy, work_stealing: false" => (
+                proxies::gardien(
+                    "full-no-stealing",
+                    &full_policy,
+                    upstream.addr,
+                    (threads, false),
                     cpus,
                     dir.path(),
                 ),
@@ -205,6 +275,23 @@ fn main() {
     // One thread each, on CPU 1.
     let subjects: Vec<Subject> = labels.iter().map(|label| start(label, 1, "1")).collect();
     let rows = rounds(&subjects, "0", "one thread");
+    let subject = |label: &str| {
+        subjects
+            .iter()
+            .find(|s| s.label == label)
+            .expect("a subject of the one-thread runs")
+    };
+    let paired = report::Paired {
+        full_vs_haproxy_full: side_by_side(subject("gardien full policy"), subject("HAProxy full")),
+        routing_vs_haproxy_passthrough: side_by_side(
+            subject("gardien routing only"),
+            subject("HAProxy passthrough"),
+        ),
+        full_vs_routing: side_by_side(
+            subject("gardien full policy"),
+            subject("gardien routing only"),
+        ),
+    };
     let rps = |label: &str| {
         rows.iter()
             .find(|r| r.label == label)
@@ -241,6 +328,7 @@ fn main() {
         "HAProxy full",
         "gardien routing only",
         "gardien full policy",
+        "gardien full policy, work_stealing: false",
     ];
     let two: Vec<Subject> = two_labels.iter().map(|l| start(l, 2, "0,1")).collect();
     let two_rows = rounds(&two, "0,1", "two threads");
@@ -250,9 +338,10 @@ fn main() {
         .map(|two| {
             let one = Row {
                 label: two.label,
+                // At one thread there is nothing to steal: the one-thread row is the same path.
                 load: rows
                     .iter()
-                    .find(|r| r.label == two.label)
+                    .find(|r| two.label.starts_with(r.label))
                     .map(|r| r.load)
                     .unwrap_or_default(),
             };
@@ -301,7 +390,15 @@ fn main() {
         idle_per_connection_kib: gardien_idle.per_connection_kib(),
         idle_returned: gardien_idle.returned(),
     };
-    let table = report::markdown(&rows, &targets, &token_rows, &threads, &idle, RUN.as_secs());
+    let table = report::markdown(
+        &rows,
+        &targets,
+        &paired,
+        &token_rows,
+        &threads,
+        &idle,
+        RUN.as_secs(),
+    );
     println!("\n{table}");
     let svg = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks/compare.svg");
     match report::chart(&rows, &svg) {

@@ -130,13 +130,16 @@ pub fn gardien(
     name: &str,
     policy: &str,
     upstream: SocketAddr,
-    threads: usize,
+    (threads, work_stealing): (usize, bool),
     cpus: &str,
     dir: &Path,
 ) -> Running {
-    let path = dir.join(format!("{name}.yaml"));
+    // Each start its own files: a ready file left by an earlier run must not be read.
+    static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("{name}-{start}.yaml"));
     std::fs::write(&path, policy).expect("write the policy");
-    let ready = dir.join(format!("{name}.ready"));
+    let ready = dir.join(format!("{name}-{start}.ready"));
     let mut child = pinned(cpus, env!("CARGO_BIN_EXE_gardien"))
         .args(["run", "--policy"])
         .arg(&path)
@@ -145,6 +148,7 @@ pub fn gardien(
         .env("GARDIEN_LISTEN", "127.0.0.1:0")
         .env("GARDIEN_ADMIN_LISTEN", "127.0.0.1:0")
         .env("GARDIEN_THREADS", threads.to_string())
+        .env("GARDIEN_WORK_STEALING", work_stealing.to_string())
         .env("UPSTREAM", format!("http://{upstream}"))
         .env(
             "GARDIEN_INTERNAL_SECRET",

@@ -264,7 +264,8 @@ impl IdentityPolicy {
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_bytes()))
             .collect();
-        let header = HeaderValue::from_str(&signer.sign(method, path, unix_ts, &pairs)).ok()?;
+        // From the `String` itself: no copy of the value.
+        let header = HeaderValue::try_from(signer.sign(method, path, unix_ts, &pairs)).ok()?;
         Some((header, which))
     }
 

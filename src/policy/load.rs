@@ -581,6 +581,7 @@ fn server_settings(spec: &ServerSpec, diag: &mut Diagnostics) -> ServerSettings 
         watch_policy: spec.watch_policy.unwrap_or(true),
         h2c: spec.h2c.unwrap_or(false),
         threads,
+        work_stealing: spec.work_stealing.unwrap_or(true),
         graceful_shutdown_timeout: spec
             .graceful_shutdown_timeout
             .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
@@ -810,6 +811,18 @@ cors:
         assert_eq!(dev.policy.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(dev.policy.admin_listen.to_string(), "127.0.0.1:9090");
         assert!(load_file(&root.join("production.yaml"), &no_env()).is_err());
+    }
+
+    #[test]
+    fn work_stealing_is_on_unless_turned_off() {
+        let server = parse(MINIMAL, &no_env()).expect("valid").policy.server;
+        assert!(server.work_stealing, "Pingora's default");
+        let text = MINIMAL.to_owned() + "server: { work_stealing: false }\n";
+        let server = parse(&text, &no_env()).expect("valid").policy.server;
+        assert!(!server.work_stealing);
+        let text = MINIMAL.to_owned() + "server: { work_stealing: sometimes }\n";
+        let error = parse(&text, &no_env()).expect_err("not a boolean");
+        assert!(error.to_string().contains("work_stealing"), "{error}");
     }
 
     #[test]

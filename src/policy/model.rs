@@ -48,6 +48,8 @@ pub struct Policy {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub threads: usize,
+    /// Work-stealing runtime across the threads, or one runtime per thread.
+    pub work_stealing: bool,
     pub graceful_shutdown_timeout: Duration,
     pub max_header_bytes: usize,
     pub watch_policy: bool,

@@ -240,6 +240,10 @@ pub struct SecurityHeadersSpec {
 pub struct ServerSpec {
     /// Worker threads of the proxy. Default: the number of CPUs.
     pub threads: Option<usize>,
+    /// Tokio's work-stealing scheduler across the threads (Pingora's default), or one
+    /// single-threaded runtime per thread, each connection staying on its thread. Default
+    /// true (docs/BENCHMARKS.md compares both).
+    pub work_stealing: Option<bool>,
     /// On SIGTERM, how long to keep serving in-flight requests. Default 5s.
     #[serde(default, with = "humantime_serde")]
     pub graceful_shutdown_timeout: Option<Duration>,
