@@ -427,9 +427,13 @@ async fn catalog(db: &TestDb) -> Catalog {
             (row.get(2), nullable == "YES", has_default == 1),
         );
     }
+    // From the catalog tables, not the `pg_indexes` view: filtering the view on `indexdef`
+    // makes PostgreSQL run `pg_get_indexdef` on other schemas' indexes too, which fails
+    // ("could not open relation") when a test running beside this one drops its schema.
     let indexes = sqlx::query(
-        "SELECT CAST(indexname AS TEXT), CAST(indexdef AS TEXT) FROM pg_indexes \
-         WHERE schemaname = current_schema() AND indexdef LIKE 'CREATE UNIQUE %'",
+        "SELECT CAST(c.relname AS TEXT), pg_get_indexdef(i.indexrelid) FROM pg_index i \
+         JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = current_schema() AND i.indisunique",
     )
     .fetch_all(&db.db.pool)
     .await
