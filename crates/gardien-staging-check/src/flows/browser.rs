@@ -13,6 +13,10 @@ use crate::http;
 
 /// How long closing the WebDriver session may take before the driver is killed anyway.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Logins tried for the refused user while the login rule answers 429.
+const LOGIN_ATTEMPTS: usize = 4;
+/// The longest `Retry-After` waited for (staging's login rule asks for a few seconds).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// Signs a fresh user up and in from the allowed origin in the browser, then has the
 /// browser try the same from the refused origin, and proves that sign-up never reached the
@@ -46,17 +50,34 @@ pub async fn sign_up_and_login(ctx: &Context) -> Result<(), String> {
         .map_err(|e| format!("from {}: {e}", ctx.origin))?;
     frontend::expect_blocked(&refused?, &ctx.refused_origin)
         .map_err(|e| format!("from {}: {e}", ctx.refused_origin))?;
-    let login = http::send(
-        ctx.client
-            .post(ctx.url("/api/auth/login"))
-            .header("Origin", &ctx.origin)
-            .json(&serde_json::json!({
-                "email": refused_user.email,
-                "password": refused_user.password,
-            })),
-    )
-    .await?;
-    login
-        .expect(401, "the blocked sign-up must not exist: its login")
-        .map(|_| ())
+    // The run has logged in several times by now from this one address: the login rule
+    // may answer 429 first. Its `Retry-After` is honoured (bounded), so the answer that
+    // counts is the API's own.
+    for _ in 0..LOGIN_ATTEMPTS {
+        let login = http::send(
+            ctx.client
+                .post(ctx.url("/api/auth/login"))
+                .header("Origin", &ctx.origin)
+                .json(&serde_json::json!({
+                    "email": refused_user.email,
+                    "password": refused_user.password,
+                })),
+        )
+        .await?;
+        if login.status.as_u16() == 429 {
+            let wait = login
+                .header("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(1)
+                .clamp(1, MAX_RETRY_AFTER.as_secs());
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            continue;
+        }
+        return login
+            .expect(401, "the blocked sign-up must not exist: its login")
+            .map(|_| ());
+    }
+    Err(format!(
+        "the login rule still answered 429 after {LOGIN_ATTEMPTS} attempts"
+    ))
 }
